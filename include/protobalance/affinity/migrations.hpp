@@ -1,0 +1,17 @@
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+namespace pb::affinity {
+
+// One forward-only schema step from migrations/NNNN_what.sql, embedded at build time.
+// Migration i (0-based, in file-name order) brings the schema to PRAGMA user_version i + 1.
+struct Migration {
+  std::string_view file;
+  std::string_view sql;
+};
+
+const std::vector<Migration>& migrations();
+
+}  // namespace pb::affinity

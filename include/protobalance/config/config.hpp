@@ -1,0 +1,118 @@
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+
+namespace pb::config {
+
+using Duration = std::chrono::milliseconds;
+using Endpoint = boost::asio::ip::tcp::endpoint;
+
+// Where a value stood in the configuration file (1-based; 0 when it came from defaults or the CLI).
+struct SourcePos {
+  std::uint32_t line = 0;
+  std::uint32_t column = 0;
+};
+
+// An operator-set node state. The order is the contract's: green, yellow, red.
+enum class AdminState : std::uint8_t { available, draining, offline };
+
+std::string_view to_string(AdminState state);
+// Accepts available|draining|offline and the colour words green|yellow|red.
+std::optional<AdminState> parse_admin_state(std::string_view text);
+
+struct NodeConfig {
+  std::string name;
+  std::string address;  // as written, for messages and status
+  Endpoint endpoint;    // resolved when the file was loaded
+  double load_factor = 1.0;
+  std::uint32_t max_connections = 0;  // 0 = unlimited
+  std::string fallover;               // name of another node of the cluster; empty = none
+  std::uint32_t tier = 1;
+  AdminState state = AdminState::available;  // initial state
+  SourcePos pos;                             // of the [[cluster.node]] table
+  SourcePos fallover_pos;
+  SourcePos tier_pos;
+};
+
+struct AffinityConfig {
+  bool enabled = false;
+  Duration ttl = std::chrono::hours(24 * 30);
+  std::uint8_t prefix_v4 = 32;
+  std::uint8_t prefix_v6 = 64;
+};
+
+struct ClusterConfig {
+  std::string name;
+  std::string algorithm = "round_robin";
+  Duration connect_timeout = std::chrono::seconds(3);
+  Duration retry_interval = std::chrono::seconds(10);
+  Duration idle_timeout = std::chrono::hours(1);  // 0 = never
+  std::string load_rating = "connections / load_factor";
+  std::optional<std::array<std::uint8_t, 16>> hash_key;
+  AffinityConfig affinity;
+  std::vector<NodeConfig> nodes;
+  SourcePos pos;  // of the [[cluster]] table
+  SourcePos algorithm_pos;
+  SourcePos load_rating_pos;
+  SourcePos hash_key_pos;
+
+  const NodeConfig* find_node(std::string_view node_name) const;
+};
+
+struct ListenerConfig {
+  std::string name;
+  std::string address;
+  Endpoint endpoint;
+  std::string cluster;
+  SourcePos pos;
+};
+
+struct ServiceConfig {
+  unsigned threads = 0;  // 0 = one per CPU
+  std::filesystem::path state_dir = "var";  // absolute after loading
+  Duration shutdown_timeout = std::chrono::seconds(30);
+  std::string log_level = "info";
+};
+
+// The whole, validated configuration. Immutable once loaded; shared as shared_ptr<const Config>.
+struct Config {
+  std::filesystem::path file;  // empty in quick mode
+  ServiceConfig service;
+  std::vector<ListenerConfig> listeners;
+  std::vector<ClusterConfig> clusters;
+
+  const ClusterConfig* find_cluster(std::string_view cluster_name) const;
+};
+
+// One problem found in a configuration, printed as FILE:LINE:COL: message.
+struct Diagnostic {
+  std::string file;
+  SourcePos pos;
+  std::string message;
+
+  std::string to_string() const;
+};
+
+struct LoadResult {
+  std::shared_ptr<const Config> config;  // null when errors is not empty
+  std::vector<Diagnostic> errors;
+};
+
+// Parses and validates a TOML configuration file. Every problem is reported, not only the first.
+// Relative paths in the file are taken relative to the file's folder.
+LoadResult load_file(const std::filesystem::path& file);
+
+// Same, for text already in memory. `source_name` is used in diagnostics, `base_dir` for paths.
+LoadResult load_string(std::string_view text, const std::string& source_name,
+                       const std::filesystem::path& base_dir);
+
+}  // namespace pb::config
