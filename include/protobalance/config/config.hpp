@@ -115,4 +115,15 @@ LoadResult load_file(const std::filesystem::path& file);
 LoadResult load_string(std::string_view text, const std::string& source_name,
                        const std::filesystem::path& base_dir);
 
+// The configuration of quick mode (--listen/--node on the command line, no file): one listener
+// "default" forwarding to one cluster "default" whose nodes are named "node1".."nodeN" in the
+// order given, every other setting at its default, state_dir "var" under the current directory.
+// `listen_text` and `node_texts` are the addresses as the operator typed them (for status and
+// messages); a missing text falls back to the endpoint's own spelling.
+std::shared_ptr<const Config> make_quick_config(const Endpoint& listen,
+                                                const std::vector<Endpoint>& nodes,
+                                                std::string algorithm,
+                                                const std::string& listen_text,
+                                                const std::vector<std::string>& node_texts);
+
 }  // namespace pb::config

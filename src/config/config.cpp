@@ -1,0 +1,786 @@
+#include "protobalance/config/config.hpp"
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <span>
+#include <system_error>
+#include <utility>
+
+#include "protobalance/config/address.hpp"
+#include "protobalance/config/duration.hpp"
+
+namespace pb::config {
+
+std::string_view to_string(AdminState state) {
+  switch (state) {
+    case AdminState::available:
+      return "available";
+    case AdminState::draining:
+      return "draining";
+    case AdminState::offline:
+      return "offline";
+  }
+  return "unknown";
+}
+
+std::optional<AdminState> parse_admin_state(std::string_view text) {
+  if (text == "available" || text == "green") {
+    return AdminState::available;
+  }
+  if (text == "draining" || text == "yellow") {
+    return AdminState::draining;
+  }
+  if (text == "offline" || text == "red") {
+    return AdminState::offline;
+  }
+  return std::nullopt;
+}
+
+const NodeConfig* ClusterConfig::find_node(std::string_view node_name) const {
+  const auto it = std::find_if(nodes.begin(), nodes.end(),
+                               [&](const NodeConfig& n) { return n.name == node_name; });
+  return it == nodes.end() ? nullptr : &*it;
+}
+
+const ClusterConfig* Config::find_cluster(std::string_view cluster_name) const {
+  const auto it = std::find_if(clusters.begin(), clusters.end(),
+                               [&](const ClusterConfig& c) { return c.name == cluster_name; });
+  return it == clusters.end() ? nullptr : &*it;
+}
+
+std::string Diagnostic::to_string() const {
+  // A problem with the file as a whole (it cannot be read) has no position; print it the way
+  // compilers do, "FILE: message", rather than invent a line 0.
+  if (pos.line == 0) {
+    return fmt::format("{}: {}", file, message);
+  }
+  return fmt::format("{}:{}:{}: {}", file, pos.line, pos.column, message);
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+using Keys = std::span<const std::string_view>;
+
+constexpr std::array<std::string_view, 3> kTopKeys{"service", "listener", "cluster"};
+constexpr std::array<std::string_view, 4> kServiceKeys{"threads", "state_dir", "shutdown_timeout",
+                                                       "log_level"};
+constexpr std::array<std::string_view, 3> kListenerKeys{"name", "listen", "cluster"};
+constexpr std::array<std::string_view, 9> kClusterKeys{
+    "name",           "algorithm",    "connect_timeout",
+    "retry_interval", "idle_timeout", "load_rating",
+    "hash_key",       "affinity",     "node"};
+constexpr std::array<std::string_view, 4> kAffinityKeys{"enabled", "ttl", "prefix_v4", "prefix_v6"};
+constexpr std::array<std::string_view, 7> kNodeKeys{
+    "name", "address", "load_factor", "max_connections", "fallover", "tier", "state"};
+constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug",    "info", "warn",
+                                                     "error", "critical", "off"};
+
+constexpr std::int64_t kMaxU32 = std::numeric_limits<std::uint32_t>::max();
+constexpr double kMaxLoadFactor = 1e6;
+
+SourcePos to_pos(const toml::source_region& region) {
+  return {region.begin.line, region.begin.column};
+}
+
+std::string join(Keys words) {
+  std::string out;
+  for (const std::string_view w : words) {
+    if (!out.empty()) {
+      out += ", ";
+    }
+    out += w;
+  }
+  return out;
+}
+
+// How a TOML type is called in messages, in the words of the TOML specification.
+std::string_view type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "float";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "local date";
+    case toml::node_type::time:
+      return "local time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// Names end up in metrics labels, log lines, SQLite keys and pbadmin arguments, so they are kept
+// to characters that need no quoting anywhere.
+bool is_valid_name(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+std::string format_endpoint(const Endpoint& ep) {
+  if (ep.address().is_v6()) {
+    return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
+  }
+  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
+}
+
+// Reads one TOML document into a Config. Every reader reports what it finds wrong and carries on,
+// so that one run shows the operator all problems; the Config is handed out only when none was
+// found. Positions come from toml++ (1-based line and column of the key or value concerned).
+class Loader {
+ public:
+  Loader(std::string source_name, const fs::path& base_dir) : source_name_(std::move(source_name)) {
+    std::error_code ec;
+    base_dir_ = base_dir.empty() ? fs::current_path(ec) : fs::absolute(base_dir, ec);
+    if (ec) {
+      base_dir_ = base_dir;
+    }
+  }
+
+  LoadResult run(std::string_view text, fs::path file) {
+    config_.file = std::move(file);
+#if TOML_EXCEPTIONS
+    toml::table root;
+    try {
+      root = toml::parse(text, std::string_view{source_name_});
+    } catch (const toml::parse_error& e) {
+      error(to_pos(e.source()), std::string(e.description()));
+      return finish();
+    }
+#else
+    toml::parse_result parsed = toml::parse(text, std::string_view{source_name_});
+    if (!parsed) {
+      error(to_pos(parsed.error().source()), std::string(parsed.error().description()));
+      return finish();
+    }
+    toml::table root = std::move(parsed).table();
+#endif
+    read_root(root);
+    return finish();
+  }
+
+  // Reports a problem that concerns the file as a whole (for example, it cannot be read).
+  LoadResult fail(std::string message) {
+    error(SourcePos{}, std::move(message));
+    return finish();
+  }
+
+ private:
+  void error(SourcePos pos, std::string message) {
+    errors_.push_back(Diagnostic{source_name_, pos, std::move(message)});
+  }
+  void error(const toml::node& node, std::string message) {
+    error(to_pos(node.source()), std::move(message));
+  }
+
+  void unknown_key(const toml::key& key, std::string_view where, Keys allowed) {
+    error(to_pos(key.source()),
+          fmt::format("unknown key '{}' in {}; allowed keys: {}", key.str(), where, join(allowed)));
+  }
+
+  void missing_key(const toml::table& table, std::string_view where, std::string_view key) {
+    error(table, fmt::format("{} is missing required key '{}'", where, key));
+  }
+
+  LoadResult finish() {
+    LoadResult result;
+    if (errors_.empty()) {
+      result.config = std::make_shared<const Config>(std::move(config_));
+      return result;
+    }
+    // toml++ tables iterate in key order, not file order; the operator reads the file top down.
+    std::stable_sort(errors_.begin(), errors_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
+    });
+    result.errors = std::move(errors_);
+    return result;
+  }
+
+  // ---- typed readers: each returns nullopt after reporting a wrong type or value ----
+
+  std::optional<std::string> read_string(const toml::node& node, std::string_view key) {
+    if (const auto* s = node.as_string()) {
+      return s->get();
+    }
+    error(node, fmt::format("{} must be a string, got {}", key, type_name(node)));
+    return std::nullopt;
+  }
+
+  std::optional<std::int64_t> read_integer(const toml::node& node, std::string_view key,
+                                           std::int64_t min, std::int64_t max) {
+    const auto* i = node.as_integer();
+    if (i == nullptr) {
+      error(node, fmt::format("{} must be an integer, got {}", key, type_name(node)));
+      return std::nullopt;
+    }
+    const std::int64_t value = i->get();
+    if (value < min || value > max) {
+      error(node, fmt::format("{} must be from {} to {}, got {}", key, min, max, value));
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  std::optional<bool> read_bool(const toml::node& node, std::string_view key) {
+    if (const auto* b = node.as_boolean()) {
+      return b->get();
+    }
+    error(node, fmt::format("{} must be a boolean (true or false), got {}", key, type_name(node)));
+    return std::nullopt;
+  }
+
+  std::optional<Duration> read_duration(const toml::node& node, std::string_view key,
+                                        bool positive) {
+    const auto* s = node.as_string();
+    if (s == nullptr) {
+      error(node, fmt::format("{} must be a duration string such as \"3s\", got {}", key,
+                              type_name(node)));
+      return std::nullopt;
+    }
+    const std::optional<Duration> d = parse_duration(s->get());
+    if (!d) {
+      error(node,
+            fmt::format("{} has an invalid duration '{}'; expected a whole number and one unit "
+                        "(ms, s, m, h, d), e.g. \"250ms\", \"3s\", \"1h\"",
+                        key, s->get()));
+      return std::nullopt;
+    }
+    if (positive && d->count() == 0) {
+      error(node, fmt::format("{} must be greater than 0s", key));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  // A name with bad characters is reported but still returned, so that references to it (a
+  // listener's `cluster`) do not produce a second, misleading "not defined" error.
+  std::optional<std::string> read_name(const toml::node& node) {
+    std::optional<std::string> name = read_string(node, "name");
+    if (name && !is_valid_name(*name)) {
+      error(node,
+            fmt::format(
+                "name must be non-empty and use only letters, digits, '_', '.' and '-', got '{}'",
+                *name));
+    }
+    return name;
+  }
+
+  std::optional<Endpoint> read_endpoint(const toml::node& node, std::string_view key,
+                                        bool allow_port_zero) {
+    const std::optional<std::string> text = read_string(node, key);
+    if (!text) {
+      return std::nullopt;
+    }
+    auto parsed = parse_endpoint(*text, allow_port_zero);
+    if (const auto* message = std::get_if<std::string>(&parsed)) {
+      error(node, fmt::format("{}: {}", key, *message));
+      return std::nullopt;
+    }
+    return std::get<Endpoint>(parsed);
+  }
+
+  // `[[key]]` sections: an array whose elements are tables. Reports a plain `[key]` table or any
+  // other type, and each element that is not a table; returns the tables that are.
+  std::vector<const toml::table*> read_table_array(const toml::node& node, std::string_view key,
+                                                   std::string_view header) {
+    std::vector<const toml::table*> tables;
+    const auto* array = node.as_array();
+    if (array == nullptr) {
+      error(node, fmt::format("{} must be an array of tables, written {}, got {}", key, header,
+                              type_name(node)));
+      return tables;
+    }
+    for (const toml::node& element : *array) {
+      if (const auto* t = element.as_table()) {
+        tables.push_back(t);
+      } else {
+        error(element,
+              fmt::format("each {} entry must be a table, got {}", key, type_name(element)));
+      }
+    }
+    return tables;
+  }
+
+  // ---- sections ----
+
+  void read_root(const toml::table& root) {
+    const toml::node* listeners = nullptr;
+    for (auto&& [key, value] : root) {
+      const std::string_view k = key.str();
+      if (k == "service") {
+        if (const auto* t = value.as_table()) {
+          read_service(*t);
+        } else {
+          error(value, fmt::format("service must be a table, written [service], got {}",
+                                   type_name(value)));
+        }
+      } else if (k == "listener") {
+        listeners = &value;  // after the clusters, which listeners refer to
+      } else if (k == "cluster") {
+        for (const toml::table* t : read_table_array(value, "cluster", "[[cluster]]")) {
+          read_cluster(*t);
+        }
+      } else {
+        unknown_key(key, "the top level", kTopKeys);
+      }
+    }
+    if (listeners != nullptr) {
+      for (const toml::table* t : read_table_array(*listeners, "listener", "[[listener]]")) {
+        read_listener(*t);
+      }
+    }
+    resolve_state_dir();
+  }
+
+  void read_service(const toml::table& table) {
+    ServiceConfig& service = config_.service;
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "threads") {
+        if (const auto v = read_integer(value, k, 0, 1024)) {
+          service.threads = static_cast<unsigned>(*v);
+        }
+      } else if (k == "state_dir") {
+        if (auto v = read_string(value, k)) {
+          if (v->empty()) {
+            error(value, "state_dir must not be empty");
+          } else {
+            service.state_dir = std::move(*v);
+          }
+        }
+      } else if (k == "shutdown_timeout") {
+        if (const auto v = read_duration(value, k, false)) {
+          service.shutdown_timeout = *v;
+        }
+      } else if (k == "log_level") {
+        if (auto v = read_string(value, k)) {
+          if (std::find(kLogLevels.begin(), kLogLevels.end(), *v) == kLogLevels.end()) {
+            error(value,
+                  fmt::format("log_level must be one of {}, got '{}'", join(kLogLevels), *v));
+          } else {
+            service.log_level = std::move(*v);
+          }
+        }
+      } else {
+        unknown_key(key, "[service]", kServiceKeys);
+      }
+    }
+  }
+
+  // Relative to the configuration file's folder, so that the daemon and pbadmin, started from
+  // different directories, agree on where the database and the socket are.
+  void resolve_state_dir() {
+    fs::path& dir = config_.service.state_dir;
+    if (dir.is_relative()) {
+      dir = base_dir_ / dir;
+    }
+    dir = dir.lexically_normal();
+  }
+
+  void read_listener(const toml::table& table) {
+    ListenerConfig listener;
+    listener.pos = to_pos(table.source());
+    bool has_name = false;
+    bool has_listen = false;
+    bool has_cluster = false;
+    SourcePos listen_pos;  // stays 0:0 unless `listen` holds a valid endpoint
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "name") {
+        has_name = true;
+        if (auto v = read_name(value)) {
+          listener.name = std::move(*v);
+          if (const auto [it, inserted] =
+                  listener_names_.try_emplace(listener.name, to_pos(value.source()));
+              !inserted) {
+            error(value, fmt::format("duplicate listener name '{}' (already defined at line {})",
+                                     listener.name, it->second.line));
+          }
+        }
+      } else if (k == "listen") {
+        has_listen = true;
+        if (const auto* s = value.as_string()) {
+          listener.address = s->get();
+        }
+        if (const auto ep = read_endpoint(value, k, true)) {
+          listener.endpoint = *ep;
+          listen_pos = to_pos(value.source());
+        }
+      } else if (k == "cluster") {
+        has_cluster = true;
+        if (auto v = read_string(value, k)) {
+          listener.cluster = std::move(*v);
+          if (!cluster_names_.contains(listener.cluster)) {
+            error(value,
+                  fmt::format("cluster '{}' is not defined; defined clusters: {}", listener.cluster,
+                              cluster_names_.empty() ? std::string("none") : known_clusters()));
+          }
+        }
+      } else {
+        unknown_key(key, "[[listener]]", kListenerKeys);
+      }
+    }
+    if (!has_name) {
+      missing_key(table, "[[listener]]", "name");
+    }
+    if (!has_listen) {
+      missing_key(table, "[[listener]]", "listen");
+    }
+    if (!has_cluster) {
+      missing_key(table, "[[listener]]", "cluster");
+    }
+    // With SO_REUSEPORT a second listener on the same address would bind without complaint and
+    // silently take half of the first one's connections. Port 0 picks a fresh port each time.
+    if (listen_pos.line != 0 && listener.endpoint.port() != 0) {
+      const auto earlier = std::find_if(
+          config_.listeners.begin(), config_.listeners.end(),
+          [&](const ListenerConfig& other) { return other.endpoint == listener.endpoint; });
+      if (earlier != config_.listeners.end()) {
+        error(listen_pos,
+              fmt::format("listen address {} is already used by listener '{}' (line {})",
+                          format_endpoint(listener.endpoint), earlier->name, earlier->pos.line));
+      }
+    }
+    config_.listeners.push_back(std::move(listener));
+  }
+
+  std::string known_clusters() const {
+    std::string out;
+    for (const auto& [name, pos] : cluster_names_) {
+      out += out.empty() ? "" : ", ";
+      out += name;
+    }
+    return out;
+  }
+
+  void read_cluster(const toml::table& table) {
+    ClusterConfig cluster;
+    cluster.pos = to_pos(table.source());
+    bool has_name = false;
+    const toml::node* nodes = nullptr;
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "name") {
+        has_name = true;
+        if (auto v = read_name(value)) {
+          cluster.name = std::move(*v);
+          if (const auto [it, inserted] =
+                  cluster_names_.try_emplace(cluster.name, to_pos(value.source()));
+              !inserted) {
+            error(value, fmt::format("duplicate cluster name '{}' (already defined at line {})",
+                                     cluster.name, it->second.line));
+          }
+        }
+      } else if (k == "algorithm") {
+        // The balance area owns the list of algorithms; here only the position is kept for it.
+        cluster.algorithm_pos = to_pos(value.source());
+        if (auto v = read_string(value, k)) {
+          cluster.algorithm = std::move(*v);
+        }
+      } else if (k == "connect_timeout") {
+        if (const auto v = read_duration(value, k, true)) {
+          cluster.connect_timeout = *v;
+        }
+      } else if (k == "retry_interval") {
+        if (const auto v = read_duration(value, k, true)) {
+          cluster.retry_interval = *v;
+        }
+      } else if (k == "idle_timeout") {
+        if (const auto v = read_duration(value, k, false)) {
+          cluster.idle_timeout = *v;
+        }
+      } else if (k == "load_rating") {
+        cluster.load_rating_pos = to_pos(value.source());
+        if (auto v = read_string(value, k)) {
+          cluster.load_rating = std::move(*v);
+        }
+      } else if (k == "hash_key") {
+        cluster.hash_key_pos = to_pos(value.source());
+        if (const auto v = read_string(value, k)) {
+          cluster.hash_key = read_hash_key(value, *v);
+        }
+      } else if (k == "affinity") {
+        if (const auto* t = value.as_table()) {
+          read_affinity(*t, cluster.affinity);
+        } else {
+          error(value, fmt::format("affinity must be a table, written [cluster.affinity], got {}",
+                                   type_name(value)));
+        }
+      } else if (k == "node") {
+        nodes = &value;
+      } else {
+        unknown_key(key, "[[cluster]]", kClusterKeys);
+      }
+    }
+    if (!has_name) {
+      missing_key(table, "[[cluster]]", "name");
+    }
+    if (nodes != nullptr) {
+      std::map<std::string, SourcePos, std::less<>> node_names;
+      for (const toml::table* t : read_table_array(*nodes, "node", "[[cluster.node]]")) {
+        read_node(*t, cluster, node_names);
+      }
+    }
+    if (nodes == nullptr || (nodes->as_array() != nullptr && nodes->as_array()->empty())) {
+      error(cluster.pos, fmt::format("cluster '{}' has no nodes; add at least one [[cluster.node]]",
+                                     cluster.name));
+    }
+    config_.clusters.push_back(std::move(cluster));
+  }
+
+  std::optional<std::array<std::uint8_t, 16>> read_hash_key(const toml::node& node,
+                                                            std::string_view hex) {
+    if (hex.size() != 32) {
+      error(node,
+            fmt::format("hash_key must be exactly 32 hex digits (16 bytes), got {} characters",
+                        hex.size()));
+      return std::nullopt;
+    }
+    std::array<std::uint8_t, 16> key{};
+    for (std::size_t i = 0; i < hex.size(); ++i) {
+      const int digit = hex_value(hex[i]);
+      if (digit < 0) {
+        error(node,
+              fmt::format(
+                  "hash_key must be exactly 32 hex digits (16 bytes); '{}' at offset {} is not a "
+                  "hex digit",
+                  hex[i], i));
+        return std::nullopt;
+      }
+      key[i / 2] = static_cast<std::uint8_t>(key[i / 2] * 16 + digit);
+    }
+    return key;
+  }
+
+  void read_affinity(const toml::table& table, AffinityConfig& affinity) {
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "enabled") {
+        if (const auto v = read_bool(value, k)) {
+          affinity.enabled = *v;
+        }
+      } else if (k == "ttl") {
+        if (const auto v = read_duration(value, k, true)) {
+          affinity.ttl = *v;
+        }
+      } else if (k == "prefix_v4") {
+        if (const auto v = read_integer(value, k, 1, 32)) {
+          affinity.prefix_v4 = static_cast<std::uint8_t>(*v);
+        }
+      } else if (k == "prefix_v6") {
+        if (const auto v = read_integer(value, k, 1, 128)) {
+          affinity.prefix_v6 = static_cast<std::uint8_t>(*v);
+        }
+      } else {
+        unknown_key(key, "[cluster.affinity]", kAffinityKeys);
+      }
+    }
+  }
+
+  void read_node(const toml::table& table, ClusterConfig& cluster,
+                 std::map<std::string, SourcePos, std::less<>>& node_names) {
+    NodeConfig node;
+    node.pos = to_pos(table.source());
+    bool has_name = false;
+    bool has_address = false;
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "name") {
+        has_name = true;
+        if (auto v = read_name(value)) {
+          node.name = std::move(*v);
+          if (const auto [it, inserted] = node_names.try_emplace(node.name, to_pos(value.source()));
+              !inserted) {
+            error(
+                value,
+                fmt::format("duplicate node name '{}' in cluster '{}' (already defined at line {})",
+                            node.name, cluster.name, it->second.line));
+          }
+        }
+      } else if (k == "address") {
+        has_address = true;
+        if (const auto* s = value.as_string()) {
+          node.address = s->get();
+        }
+        if (const auto ep = read_endpoint(value, k, false)) {
+          node.endpoint = *ep;
+        }
+      } else if (k == "load_factor") {
+        read_load_factor(value, node);
+      } else if (k == "max_connections") {
+        if (const auto v = read_integer(value, k, 0, kMaxU32)) {
+          node.max_connections = static_cast<std::uint32_t>(*v);
+        }
+      } else if (k == "fallover") {
+        // Whether the node exists and the chain has no loop is the balance area's check.
+        node.fallover_pos = to_pos(value.source());
+        if (auto v = read_string(value, k)) {
+          node.fallover = std::move(*v);
+        }
+      } else if (k == "tier") {
+        // "tier >= 1" is checked with the other cluster rules in the balance area; here only what
+        // the field cannot hold is refused.
+        node.tier_pos = to_pos(value.source());
+        if (const auto* i = value.as_integer(); i == nullptr) {
+          error(value, fmt::format("tier must be an integer, got {}", type_name(value)));
+        } else if (i->get() < 0 || i->get() > kMaxU32) {
+          error(value, fmt::format("tier must be from 1 to {}, got {}", kMaxU32, i->get()));
+        } else {
+          node.tier = static_cast<std::uint32_t>(i->get());
+        }
+      } else if (k == "state") {
+        if (const auto v = read_string(value, k)) {
+          if (const auto state = parse_admin_state(*v)) {
+            node.state = *state;
+          } else {
+            error(value,
+                  fmt::format(
+                      "state must be one of available, draining, offline (or green, yellow, red), "
+                      "got '{}'",
+                      *v));
+          }
+        }
+      } else {
+        unknown_key(key, "[[cluster.node]]", kNodeKeys);
+      }
+    }
+    if (!has_name) {
+      missing_key(table, "[[cluster.node]]", "name");
+    }
+    if (!has_address) {
+      missing_key(table, "[[cluster.node]]", "address");
+    }
+    cluster.nodes.push_back(std::move(node));
+  }
+
+  void read_load_factor(const toml::node& value, NodeConfig& node) {
+    double factor = 0;
+    if (const auto* i = value.as_integer()) {
+      factor = static_cast<double>(i->get());
+    } else if (const auto* f = value.as_floating_point()) {
+      factor = f->get();
+    } else {
+      error(value, fmt::format("load_factor must be a number (integer or float), got {}",
+                               type_name(value)));
+      return;
+    }
+    // Written so that NaN fails too.
+    if (!(factor > 0 && factor <= kMaxLoadFactor)) {
+      error(value,
+            fmt::format("load_factor must be greater than 0 and at most 1000000, got {}", factor));
+      return;
+    }
+    node.load_factor = factor;
+  }
+
+  std::string source_name_;
+  fs::path base_dir_;
+  Config config_;
+  std::vector<Diagnostic> errors_;
+  // Every name declared, also in entries that have other errors, so that one mistake does not
+  // cause a second report ("unknown cluster") elsewhere.
+  std::map<std::string, SourcePos, std::less<>> cluster_names_;
+  std::map<std::string, SourcePos, std::less<>> listener_names_;
+};
+
+}  // namespace
+
+LoadResult load_file(const fs::path& file) {
+  Loader loader(file.string(), file.parent_path());
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) {
+    return loader.fail("cannot read configuration file: it is a directory");
+  }
+  std::FILE* stream = std::fopen(file.c_str(), "rb");
+  if (stream == nullptr) {
+    return loader.fail(fmt::format("cannot read configuration file: {}", std::strerror(errno)));
+  }
+  std::string text;
+  std::array<char, 8192> buffer{};
+  std::size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), stream)) > 0) {
+    text.append(buffer.data(), n);
+  }
+  const bool failed = std::ferror(stream) != 0;
+  const int read_errno = errno;
+  std::fclose(stream);
+  if (failed) {
+    return loader.fail(
+        fmt::format("cannot read configuration file: {}", std::strerror(read_errno)));
+  }
+  fs::path absolute = fs::absolute(file, ec);
+  return loader.run(text, ec ? file : absolute.lexically_normal());
+}
+
+LoadResult load_string(std::string_view text, const std::string& source_name,
+                       const fs::path& base_dir) {
+  return Loader(source_name, base_dir).run(text, fs::path{});
+}
+
+std::shared_ptr<const Config> make_quick_config(const Endpoint& listen,
+                                                const std::vector<Endpoint>& nodes,
+                                                std::string algorithm,
+                                                const std::string& listen_text,
+                                                const std::vector<std::string>& node_texts) {
+  auto config = std::make_shared<Config>();
+  std::error_code ec;
+  fs::path cwd = fs::current_path(ec);
+  config->service.state_dir = (ec ? fs::path("var") : cwd / "var").lexically_normal();
+
+  ClusterConfig cluster;
+  cluster.name = "default";
+  cluster.algorithm = std::move(algorithm);
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    NodeConfig node;
+    node.name = fmt::format("node{}", i + 1);
+    node.endpoint = nodes[i];
+    node.address = i < node_texts.size() ? node_texts[i] : format_endpoint(nodes[i]);
+    cluster.nodes.push_back(std::move(node));
+  }
+  config->clusters.push_back(std::move(cluster));
+
+  ListenerConfig listener;
+  listener.name = "default";
+  listener.address = listen_text.empty() ? format_endpoint(listen) : listen_text;
+  listener.endpoint = listen;
+  listener.cluster = "default";
+  config->listeners.push_back(std::move(listener));
+  return config;
+}
+
+}  // namespace pb::config
