@@ -44,6 +44,10 @@ struct AlgorithmEntry {
   // Checks the cluster's algorithm-specific keys; returns an empty string when they are fine,
   // else the message. May be null when the algorithm has no keys of its own.
   std::string (*validate)(const config::ClusterConfig&);
+  // Where a validate() message points: the position of the key it checks, e.g.
+  // &ClusterConfig::load_rating_pos. Null, or a key absent from the file (line 0), points at the
+  // [[cluster]] table instead.
+  config::SourcePos config::ClusterConfig::*key_pos = nullptr;
 };
 
 std::span<const AlgorithmEntry> algorithms();

@@ -82,6 +82,11 @@ class Cluster {
  private:
   std::int32_t follow_fallover(std::uint32_t from, const TriedSet& tried) const;
   bool try_acquire(std::uint32_t node);
+  // Step (b) of choose(): the algorithm over the lowest tier with an eligible untried node.
+  std::int32_t pick_by_algorithm(std::size_t slot, const boost::asio::ip::address& client,
+                                 const TriedSet& tried);
+  void mark_up(std::uint32_t node);
+  void mark_unavailable(std::uint32_t node, FailureReason reason);
 
   std::string name_;
   config::ClusterConfig config_;

@@ -20,6 +20,10 @@ enum class FailureReason : std::uint8_t { refused, timeout, reset, closed, unrea
 inline constexpr std::size_t kFailureReasons = 5;
 std::string_view to_string(FailureReason reason);
 
+// A 64-bit hash of a node name that is the same in every process and on every platform
+// (FNV-1a), so that balancers sharing a hash_key agree on rendezvous scores.
+std::uint64_t stable_name_hash(std::string_view name);
+
 // Run-time state of one node, shared by all worker threads and kept across reloads (it is keyed
 // by cluster and node name in NodeRegistry). Every field is an atomic: the hot path takes no lock.
 struct alignas(64) NodeRuntime {
