@@ -1,0 +1,52 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "protobalance/net/session.hpp"
+#include "protobalance/net/worker.hpp"
+
+namespace pb::net {
+
+// Counters shared by all acceptors of the process (read by the control plane and metrics).
+struct AcceptStats {
+  std::atomic<std::uint64_t> pauses{0};  // accept paused because descriptors ran out
+};
+
+// Opens a listening socket on `endpoint` with SO_REUSEPORT, so that every worker can have its
+// own acceptor on the same address and the kernel spreads new connections across them.
+// Throws boost::system::system_error when the address cannot be bound.
+boost::asio::ip::tcp::acceptor open_acceptor(boost::asio::io_context& context,
+                                             const boost::asio::ip::tcp::endpoint& endpoint);
+
+// One listener's acceptor on one worker. Accepted connections become sessions on the same
+// worker. Everything but construction happens on the worker's thread.
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  Listener(Worker& worker, boost::asio::ip::tcp::acceptor acceptor,
+           std::shared_ptr<const Route> route, AcceptStats& stats);
+
+  // Starts the accept loop (call on the worker's thread or before it runs).
+  void start();
+  // Stops accepting and closes the listening socket: further connects are refused.
+  void close();
+  // Sends new connections to another route (route command or reload); running sessions keep
+  // the route they started with.
+  void set_route(std::shared_ptr<const Route> route) { route_ = std::move(route); }
+  const std::shared_ptr<const Route>& route() const { return route_; }
+
+ private:
+  boost::asio::awaitable<void> accept_loop();
+
+  Worker& worker_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer pause_timer_;
+  std::shared_ptr<const Route> route_;
+  AcceptStats& stats_;
+};
+
+}  // namespace pb::net

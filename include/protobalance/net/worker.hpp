@@ -1,0 +1,91 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include "protobalance/balance/node.hpp"
+#include "protobalance/net/buffer_pool.hpp"
+
+namespace pb::net {
+
+using SessionHook =
+    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+// What a worker knows about one of its live client connections: enough to close it on idle
+// timeout, when its node goes offline, or at the end of a graceful stop. Lives in the session's
+// coroutine frame and unlinks itself when the session ends. Touched only by its worker's thread.
+struct SessionEntry : SessionHook {
+  boost::asio::ip::tcp::socket* client = nullptr;
+  boost::asio::ip::tcp::socket* node = nullptr;  // null until a node is connected
+  const balance::NodeRuntime* node_runtime = nullptr;
+  std::uint64_t last_tick = 0;   // worker tick of the last byte moved
+  std::uint64_t idle_ticks = 0;  // 0 = no idle timeout
+  bool idle_expired = false;
+  bool killed = false;  // closed by an operator (node offline) or by the end of a graceful stop
+
+  // Closes both sockets; the session's pending I/O completes with operation_aborted.
+  void close();
+};
+
+// One worker thread with its own io_context (concurrency hint 1): every session accepted on it
+// stays on it, so per-session state needs no locks.
+class Worker {
+ public:
+  Worker(unsigned index, std::chrono::milliseconds tick);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  unsigned index() const { return index_; }
+  boost::asio::io_context& context() { return context_; }
+  BufferPool& buffers() { return buffers_; }
+
+  // The coarse clock sessions stamp their activity with; advanced by the idle sweeper.
+  std::uint64_t tick() const { return tick_; }
+  std::chrono::milliseconds tick_interval() const { return tick_interval_; }
+  // Ticks of idle time that make `timeout` (0 for no timeout).
+  std::uint64_t ticks_for(std::chrono::milliseconds timeout) const;
+
+  void track(SessionEntry& entry);
+  // Closes, on this worker's thread, every session for which `match` is true; returns how many.
+  std::size_t close_sessions(const std::function<bool(const SessionEntry&)>& match);
+  // Sessions live on this worker; safe to read from any thread.
+  std::size_t active_sessions() const { return active_.load(std::memory_order_relaxed); }
+  void session_started() { active_.fetch_add(1, std::memory_order_relaxed); }
+  void session_ended() { active_.fetch_sub(1, std::memory_order_relaxed); }
+
+  // Set once this worker has logged that it ran out of descriptors (warn once per cause).
+  bool warned_descriptors = false;
+
+  // Runs the io_context on a new thread until stop().
+  void start();
+  void stop();
+  void join();
+
+ private:
+  void schedule_sweep();
+  void sweep();
+
+  unsigned index_;
+  std::chrono::milliseconds tick_interval_;
+  boost::asio::io_context context_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+  BufferPool buffers_;
+  boost::intrusive::list<SessionEntry, boost::intrusive::constant_time_size<false>> sessions_;
+  boost::asio::steady_timer sweep_timer_;
+  std::uint64_t tick_ = 0;
+  std::atomic<std::size_t> active_{0};
+  std::thread thread_;
+};
+
+}  // namespace pb::net
