@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "protobalance/affinity/client_key.hpp"
+#include "protobalance/affinity/store.hpp"
+
+// pbadmin, the operator's command-line tool, as functions: src/pbadmin/main.cpp only calls
+// run_pbadmin(), and tests can call the pieces.
+namespace pb::control {
+
+// Exit codes (the contract). Every failure also prints one line on stderr.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;       // refused by the daemon, or the database unreadable
+inline constexpr int kExitUsage = 2;        // bad command line or configuration file
+inline constexpr int kExitUnreachable = 3;  // the daemon's admin socket does not answer
+
+inline constexpr const char* kDefaultConfigFile = "/etc/protobalance/protobalance.toml";
+
+// Runs pbadmin: `pbadmin [--config FILE] [--json] COMMAND ...` (argv[0] is the program name).
+// Results go to `out`, messages and errors to `err`; returns the exit code. --help and
+// --version print to `out` and return 0.
+//
+// Commands: `affinity list [--cluster C] [--node N] [--client ADDR]` reads the database in the
+// configuration's state_dir directly and read-only, so it works with the daemon running or not.
+int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+int run_pbadmin(int argc, char** argv);  // std::cout and std::cerr
+
+// What `affinity list` shows: empty strings and nullopt match everything.
+struct AffinityFilter {
+  std::string cluster;
+  std::string node;
+  std::optional<affinity::ClientKey> client;  // matches entries whose network overlaps it
+};
+
+// Keeps the rows that match `filter` and are not expired at `now` under `ttls` (the balancer
+// never uses those and deletes them within seconds, or at its next start), sorted by cluster
+// then numerically by client. Rows whose client text does not parse are kept unless a client
+// filter is given.
+std::vector<affinity::AffinityRow> select_affinity(std::vector<affinity::AffinityRow> rows,
+                                                   const AffinityFilter& filter,
+                                                   const affinity::TtlTable& ttls,
+                                                   affinity::Clock::time_point now);
+
+// "2026-11-21T19:45:03Z".
+std::string format_utc(std::int64_t unix_seconds);
+
+// An aligned table with the header CLIENT CLUSTER NODE FIRST_SEEN LAST_SEEN CONNECTIONS (the
+// header alone when there are no rows), one line per row.
+std::string format_affinity_table(const std::vector<affinity::AffinityRow>& rows);
+
+// A JSON array of {client, cluster, node, first_seen, last_seen, connections}, times in ISO
+// 8601 UTC; "[]" when empty. One line, newline-terminated.
+std::string format_affinity_json(const std::vector<affinity::AffinityRow>& rows);
+
+}  // namespace pb::control
