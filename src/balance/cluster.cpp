@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "protobalance/config/duration.hpp"
+
 namespace pb::balance {
 namespace {
 
@@ -26,13 +28,6 @@ std::uint64_t worker_seed(std::uint64_t seed, unsigned worker) {
   return z ^ (z >> 31);
 }
 
-// "10s" or "250ms", as the operator writes durations in the config file.
-std::string format_duration(config::Duration d) {
-  const auto ms = d.count();
-  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
-  return std::to_string(ms) + "ms";
-}
-
 }  // namespace
 
 // --- NodeRegistry -------------------------------------------------------------------------------
@@ -48,6 +43,13 @@ std::shared_ptr<NodeRuntime> NodeRegistry::get(const std::string& cluster, const
     slot->admin_state.store(initial, std::memory_order_relaxed);
   }
   return slot;
+}
+
+std::shared_ptr<NodeRuntime> NodeRegistry::find(const std::string& cluster,
+                                                const std::string& node) {
+  std::lock_guard lock(mutex_);
+  auto it = nodes_.find({cluster, node});
+  return it == nodes_.end() ? nullptr : it->second;
 }
 
 void NodeRegistry::retain(const config::Config& cfg) {
@@ -87,7 +89,7 @@ void TriedSet::insert(std::uint32_t node) {
 
 Cluster::Cluster(const config::ClusterConfig& cfg, NodeRegistry& registry, unsigned workers,
                  std::uint64_t seed)
-    : name_(cfg.name), config_(cfg) {
+    : name_(cfg.name), registry_(&registry), config_(cfg) {
   nodes_.reserve(config_.nodes.size());
   for (const auto& nc : config_.nodes) {
     Node node;
@@ -245,6 +247,7 @@ void Cluster::on_connected(std::uint32_t node, std::chrono::nanoseconds connect_
                       : old + static_cast<std::int64_t>(
                                   std::llround(0.2 * static_cast<double>(sample - old)));
   } while (!rt.latency_ewma_us.compare_exchange_weak(old, updated, std::memory_order_relaxed));
+  rt.record_connect_time(connect_time);
 
   mark_up(node);
 }
@@ -271,6 +274,7 @@ void Cluster::mark_up(std::uint32_t node) {
   if (rt.unavailable_since_ns.exchange(0, std::memory_order_relaxed) != 0) {
     rt.next_probe_ns.store(0, std::memory_order_relaxed);
     spdlog::info("node {}/{} is up again", name_, nodes_[node].name);
+    if (registry_->observer()) registry_->observer()(name_, nodes_[node].name, rt);
   }
 }
 
@@ -284,7 +288,8 @@ void Cluster::mark_unavailable(std::uint32_t node, FailureReason reason) {
   // Only the transition is logged: a node that is down fails every connection sent its way.
   if (rt.unavailable_since_ns.compare_exchange_strong(expected, now, std::memory_order_relaxed)) {
     spdlog::warn("node {}/{} unavailable: {}; next probe in {}", name_, nodes_[node].name,
-                 to_string(reason), format_duration(config_.retry_interval));
+                 to_string(reason), config::format_duration(config_.retry_interval));
+    if (registry_->observer()) registry_->observer()(name_, nodes_[node].name, rt);
   }
 }
 

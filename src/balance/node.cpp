@@ -1,5 +1,7 @@
 #include "protobalance/balance/node.hpp"
 
+#include <algorithm>
+
 namespace pb::balance {
 
 std::string_view to_string(FailureReason reason) {
@@ -32,6 +34,17 @@ std::uint64_t NodeRuntime::failures_total() const {
   std::uint64_t sum = 0;
   for (const auto& count : failures) sum += count.load(std::memory_order_relaxed);
   return sum;
+}
+
+void NodeRuntime::record_connect_time(std::chrono::nanoseconds elapsed) {
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  std::size_t bucket = 0;
+  while (bucket < kConnectBuckets.size() && seconds > kConnectBuckets[bucket]) ++bucket;
+  connect_buckets[bucket].fetch_add(1, std::memory_order_relaxed);
+  connect_time_sum_us.fetch_add(
+      static_cast<std::uint64_t>(
+          std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count())),
+      std::memory_order_relaxed);
 }
 
 }  // namespace pb::balance

@@ -1,6 +1,7 @@
 #include "protobalance/control/runtime.hpp"
 
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 
 #include <algorithm>
 #include <csignal>
@@ -14,6 +15,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "protobalance/balance/algorithm.hpp"
@@ -70,13 +72,94 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, RuntimeOptions optio
     : config_(std::move(cfg)),
       tick_(tick_for(*config_)),
       signals_(control_),
-      drain_timer_(control_) {
+      drain_timer_(control_),
+      affinity_sweep_timer_(control_) {
+  open_store();
   unsigned threads = options.threads != 0 ? options.threads : config_->service.threads;
   if (threads == 0) threads = std::max(1U, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) {
     workers_.push_back(std::make_unique<net::Worker>(i, tick_));
   }
-  build_snapshot();
+  publish(make_snapshot(config_));
+  restore_node_states();
+}
+
+// Opens the database (not in quick mode: without a configuration file there is no state_dir
+// an operator chose) and loads the affinity entries into memory.
+void Runtime::open_store() {
+  if (!config_->file.empty()) {
+    store_ = std::make_unique<affinity::Store>(config_->service.state_dir);
+    store_->set_ttls(affinity::make_ttl_table(*config_));
+    // Availability transitions are persisted so that a restart does not hammer a node that
+    // is known to be down before its next probe is due.
+    registry_.set_observer([store = store_.get()](const std::string& cluster,
+                                                  const std::string& node,
+                                                  const balance::NodeRuntime& rt) {
+      const std::int64_t since = rt.unavailable_since_ns.load(std::memory_order_relaxed);
+      std::int64_t since_ms = 0;
+      if (since != 0) {
+        const auto age = std::chrono::nanoseconds(now_ns() - since);
+        since_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       (std::chrono::system_clock::now() - age).time_since_epoch())
+                       .count();
+      }
+      store->enqueue(affinity::PutAvailability{cluster, node, since_ms,
+                                               static_cast<std::int64_t>(rt.failures_total())});
+    });
+  }
+  affinity_ = std::make_unique<affinity::AffinityMap>(store_.get());
+  if (store_) {
+    const auto started = std::chrono::steady_clock::now();
+    const std::size_t loaded = affinity_->load(store_->load_affinity());
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started);
+    spdlog::info("affinity: {} entr{} loaded from {} in {} ms", loaded, loaded == 1 ? "y" : "ies",
+                 store_->path().string(), took.count());
+  }
+}
+
+// Applies the node states saved by an earlier run: an operator's admin state wins over the
+// configured initial state; a node that was unavailable stays so until its next probe is due.
+void Runtime::restore_node_states() {
+  if (!store_) return;
+  const auto snap = snapshot();
+  const auto wall_now = std::chrono::system_clock::now();
+  const std::int64_t steady_now = now_ns();
+  for (const auto& row : store_->load_node_states()) {
+    auto rt = registry_.find(row.cluster, row.node);
+    const config::ClusterConfig* cluster = snap->config->find_cluster(row.cluster);
+    if (!rt || cluster == nullptr) continue;  // no longer configured
+    if (auto state = config::parse_admin_state(row.admin_state)) {
+      rt->admin_state.store(*state, std::memory_order_relaxed);
+      spdlog::info("node {}/{}: {} (set at run time, kept across the restart)", row.cluster,
+                   row.node, config::to_string(*state));
+    }
+    if (row.unavailable_since_ms > 0) {
+      const auto since_wall = std::chrono::system_clock::time_point(
+          std::chrono::milliseconds(row.unavailable_since_ms));
+      const auto age = std::chrono::duration_cast<std::chrono::nanoseconds>(wall_now - since_wall);
+      const auto retry = std::chrono::duration_cast<std::chrono::nanoseconds>(cluster->retry_interval);
+      // The first probe slot after now on the node's retry grid.
+      const std::int64_t periods = age.count() <= 0 ? 1 : age.count() / retry.count() + 1;
+      rt->unavailable_since_ns.store(std::max<std::int64_t>(1, steady_now - age.count()),
+                                     std::memory_order_relaxed);
+      rt->next_probe_ns.store(steady_now - age.count() + periods * retry.count(),
+                              std::memory_order_relaxed);
+      spdlog::info("node {}/{}: unavailable since {} s ago (from the last run); next probe in {} ms",
+                   row.cluster, row.node, age.count() / 1'000'000'000,
+                   (steady_now - age.count() + periods * retry.count() - steady_now) / 1'000'000);
+    }
+  }
+}
+
+// Forgets entries of clients gone longer than their TTL, so that they do not hold memory.
+void Runtime::schedule_affinity_sweep() {
+  affinity_sweep_timer_.expires_after(std::chrono::seconds(5));
+  affinity_sweep_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    affinity_->sweep(std::chrono::system_clock::now(), affinity::make_ttl_table(*config_));
+    schedule_affinity_sweep();
+  });
 }
 
 Runtime::~Runtime() {
@@ -84,57 +167,307 @@ Runtime::~Runtime() {
   for (auto& worker : workers_) worker->join();
 }
 
-void Runtime::build_snapshot() {
+std::shared_ptr<const Runtime::Snapshot> Runtime::make_snapshot(
+    std::shared_ptr<const config::Config> cfg) {
   auto snapshot = std::make_shared<Snapshot>();
-  snapshot->config = config_;
+  snapshot->config = cfg;
   std::random_device seed_source;
-  for (const auto& cluster_cfg : config_->clusters) {
+  for (const auto& cluster_cfg : cfg->clusters) {
     const std::uint64_t seed = (std::uint64_t{seed_source()} << 32) | seed_source();
+    // NodeRegistry hands back the existing run-time state of nodes that stay, so counters,
+    // admin states and availability survive the rebuild.
     snapshot->clusters.emplace(cluster_cfg.name,
                                std::make_shared<balance::Cluster>(
-                                   cluster_cfg, registry_, threads(), seed));
+                                   cluster_cfg, registry_,
+                                   static_cast<unsigned>(workers_.size()), seed));
+  }
+  for (const auto& listener : cfg->listeners) {
+    auto override_it = route_overrides_.find(listener.name);
+    const bool override_valid =
+        override_it != route_overrides_.end() && snapshot->clusters.contains(override_it->second);
+    snapshot->routes.emplace(listener.name,
+                             override_valid ? override_it->second : listener.cluster);
+  }
+  return snapshot;
+}
+
+void Runtime::publish(std::shared_ptr<const Snapshot> snapshot) {
+  std::lock_guard lock(snapshot_mutex_);
+  for (const auto& listener : snapshot->config->listeners) {
+    auto& stats = listener_stats_[listener.name];
+    if (!stats) stats = std::make_shared<net::ListenerStats>();
+  }
+  for (const auto& cluster : snapshot->config->clusters) {
+    auto& stats = affinity_stats_[cluster.name];
+    if (!stats) stats = std::make_shared<net::AffinityStats>();
   }
   snapshot_ = std::move(snapshot);
+}
+
+std::shared_ptr<const Runtime::Snapshot> Runtime::snapshot() const {
+  std::lock_guard lock(snapshot_mutex_);
+  return snapshot_;
+}
+
+std::map<std::string, std::shared_ptr<net::ListenerStats>> Runtime::listener_stats() const {
+  std::lock_guard lock(snapshot_mutex_);
+  return listener_stats_;
+}
+
+std::map<std::string, std::shared_ptr<net::AffinityStats>> Runtime::affinity_stats() const {
+  std::lock_guard lock(snapshot_mutex_);
+  return affinity_stats_;
+}
+
+std::map<std::string, tcp::endpoint> Runtime::listener_endpoints() const {
+  std::lock_guard lock(snapshot_mutex_);
+  return bound_;
+}
+
+Runtime::ListenerGroup Runtime::open_group(const config::ListenerConfig& cfg) {
+  ListenerGroup group;
+  group.config = cfg;
+  tcp::endpoint endpoint = cfg.endpoint;
+  for (auto& worker : workers_) {
+    tcp::acceptor acceptor(worker->context());
+    try {
+      acceptor = net::open_acceptor(worker->context(), endpoint);
+    } catch (const boost::system::system_error& e) {
+      // Acceptors opened so far close with `group`.
+      throw std::runtime_error(fmt::format("listener {}: cannot listen on {}: {}", cfg.name,
+                                           cfg.address, e.code().message()));
+    }
+    // Port 0 is resolved by the first bind; the other workers join that port.
+    endpoint = acceptor.local_endpoint();
+    group.per_worker.push_back(std::make_shared<net::Listener>(*worker, std::move(acceptor),
+                                                               nullptr, accept_stats_));
+  }
+  group.bound = endpoint;
+  return group;
+}
+
+void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) {
+  const std::string& cluster_name = snapshot.routes.at(group.config.name);
+  auto cluster = snapshot.clusters.at(cluster_name);
+  std::shared_ptr<net::ListenerStats> stats;
+  std::shared_ptr<net::AffinityStats> affinity_stats;
+  {
+    std::lock_guard lock(snapshot_mutex_);
+    stats = listener_stats_.at(group.config.name);
+    affinity_stats = affinity_stats_.at(cluster_name);
+  }
+  for (std::size_t w = 0; w < workers_.size(); ++w) {
+    // Each worker gets its own Route object: its reference count is then written by that
+    // worker only.
+    auto route = std::make_shared<const net::Route>(
+        net::Route{group.config.name, cluster, stats, affinity_.get(), affinity_stats});
+    auto listener = group.per_worker[w];
+    if (!listener->route()) {
+      listener->set_route(std::move(route));  // not started yet: no worker reads it
+    } else {
+      asio::post(workers_[w]->context(),
+                 [listener, route = std::move(route)]() mutable { listener->set_route(std::move(route)); });
+    }
+  }
+}
+
+void Runtime::start_group(const ListenerGroup& group) {
+  for (std::size_t w = 0; w < workers_.size(); ++w) {
+    asio::post(workers_[w]->context(), [listener = group.per_worker[w]] { listener->start(); });
+  }
+  const auto& ep = group.bound;
+  spdlog::info("listener {} on {} -> cluster {}", group.config.name,
+               fmt::format("{}:{}", ep.address().is_v6() ? "[" + ep.address().to_string() + "]"
+                                                         : ep.address().to_string(),
+                           ep.port()),
+               snapshot()->routes.at(group.config.name));
+  std::lock_guard lock(snapshot_mutex_);
+  bound_[group.config.name] = ep;
+}
+
+void Runtime::close_group(const ListenerGroup& group) {
+  for (std::size_t w = 0; w < workers_.size(); ++w) {
+    asio::post(workers_[w]->context(), [listener = group.per_worker[w]] { listener->close(); });
+  }
+  std::lock_guard lock(snapshot_mutex_);
+  bound_.erase(group.config.name);
 }
 
 void Runtime::start() {
   raise_descriptor_limit();
   std::signal(SIGPIPE, SIG_IGN);  // a peer that vanished is an error value, not a signal
 
-  listeners_.resize(workers_.size());
+  const auto snap = snapshot();
   for (const auto& listener_cfg : config_->listeners) {
-    auto cluster = snapshot_->clusters.at(listener_cfg.cluster);
-    tcp::endpoint endpoint = listener_cfg.endpoint;
-    for (auto& worker : workers_) {
-      tcp::acceptor acceptor(worker->context());
-      try {
-        acceptor = net::open_acceptor(worker->context(), endpoint);
-      } catch (const boost::system::system_error& e) {
-        throw std::runtime_error(fmt::format("listener {}: cannot listen on {}: {}",
-                                             listener_cfg.name, listener_cfg.address,
-                                             e.code().message()));
-      }
-      // Port 0 is resolved by the first bind; the other workers join that port.
-      endpoint = acceptor.local_endpoint();
-      auto route = std::make_shared<const net::Route>(net::Route{listener_cfg.name, cluster});
-      listeners_[worker->index()].push_back(std::make_shared<net::Listener>(
-          *worker, std::move(acceptor), std::move(route), accept_stats_));
-    }
-    bound_[listener_cfg.name] = endpoint;
-    spdlog::info("listener {} on {} -> cluster {} ({} nodes, {})", listener_cfg.name,
-                 fmt::format("{}:{}", endpoint.address().is_v6()
-                                          ? "[" + endpoint.address().to_string() + "]"
-                                          : endpoint.address().to_string(),
-                             endpoint.port()),
-                 cluster->name(), cluster->nodes().size(), cluster->config().algorithm);
+    ListenerGroup group = open_group(listener_cfg);
+    route_group(group, *snap);
+    listeners_.emplace(listener_cfg.name, std::move(group));
   }
-  for (auto& per_worker : listeners_) {
-    for (auto& listener : per_worker) listener->start();
-  }
+  for (const auto& [name, group] : listeners_) start_group(group);
   start_prober();
+  schedule_affinity_sweep();
   for (auto& worker : workers_) worker->start();
   spdlog::info("proto balance serving with {} worker thread{}", workers_.size(),
                workers_.size() == 1 ? "" : "s");
+  // Type=notify: systemd starts dependants only once the listeners are bound. A no-op without
+  // NOTIFY_SOCKET.
+  ::sd_notify(0, "READY=1");
+}
+
+namespace {
+
+// One line per difference between two configurations, for the log and for `pbadmin reload`.
+std::vector<std::string> describe_changes(const config::Config& before, const config::Config& after) {
+  std::vector<std::string> changes;
+  for (const auto& l : after.listeners) {
+    auto it = std::find_if(before.listeners.begin(), before.listeners.end(),
+                           [&](const auto& o) { return o.name == l.name; });
+    if (it == before.listeners.end()) {
+      changes.push_back(fmt::format("listener {} added on {}", l.name, l.address));
+    } else if (it->endpoint != l.endpoint) {
+      changes.push_back(fmt::format("listener {} moved from {} to {}", l.name, it->address, l.address));
+    } else if (it->cluster != l.cluster) {
+      changes.push_back(fmt::format("listener {} now routes to cluster {}", l.name, l.cluster));
+    }
+  }
+  for (const auto& l : before.listeners) {
+    if (std::none_of(after.listeners.begin(), after.listeners.end(),
+                     [&](const auto& o) { return o.name == l.name; })) {
+      changes.push_back(fmt::format("listener {} removed", l.name));
+    }
+  }
+  for (const auto& c : after.clusters) {
+    const config::ClusterConfig* old = before.find_cluster(c.name);
+    if (old == nullptr) {
+      changes.push_back(fmt::format("cluster {} added ({} nodes)", c.name, c.nodes.size()));
+      continue;
+    }
+    if (old->algorithm != c.algorithm || old->connect_timeout != c.connect_timeout ||
+        old->retry_interval != c.retry_interval || old->idle_timeout != c.idle_timeout ||
+        old->load_rating != c.load_rating || old->hash_key != c.hash_key) {
+      changes.push_back(fmt::format("cluster {} settings changed", c.name));
+    }
+    for (const auto& n : c.nodes) {
+      const config::NodeConfig* o = old->find_node(n.name);
+      if (o == nullptr) {
+        changes.push_back(fmt::format("node {}/{} added", c.name, n.name));
+      } else if (o->endpoint != n.endpoint || o->load_factor != n.load_factor ||
+                 o->max_connections != n.max_connections || o->fallover != n.fallover ||
+                 o->tier != n.tier) {
+        changes.push_back(fmt::format("node {}/{} changed", c.name, n.name));
+      }
+    }
+    for (const auto& n : old->nodes) {
+      if (c.find_node(n.name) == nullptr) {
+        changes.push_back(fmt::format("node {}/{} removed (its connections run on)", c.name, n.name));
+      }
+    }
+  }
+  for (const auto& c : before.clusters) {
+    if (after.find_cluster(c.name) == nullptr) changes.push_back(fmt::format("cluster {} removed", c.name));
+  }
+  return changes;
+}
+
+}  // namespace
+
+ReloadResult Runtime::reload() {
+  ReloadResult result;
+  ::sd_notify(0, "RELOADING=1");
+  struct NotifyReady {
+    ~NotifyReady() { ::sd_notify(0, "READY=1"); }
+  } notify_ready;
+
+  if (config_->file.empty()) {
+    result.errors.push_back("quick mode has no configuration file to reload");
+    reloads_failed_.fetch_add(1, std::memory_order_relaxed);
+    return result;
+  }
+  config::LoadResult loaded = load_config(config_->file);
+  if (!loaded.config) {
+    for (const auto& error : loaded.errors) result.errors.push_back(error.to_string());
+  }
+  std::map<std::string, ListenerGroup, std::less<>> opened;  // new or moved listeners
+  if (loaded.config) {
+    // Bind first: if an address cannot be bound, nothing has changed yet.
+    for (const auto& l : loaded.config->listeners) {
+      auto it = listeners_.find(l.name);
+      if (it != listeners_.end() && it->second.config.endpoint == l.endpoint) continue;
+      try {
+        opened.emplace(l.name, open_group(l));
+      } catch (const std::exception& e) {
+        result.errors.push_back(e.what());
+        break;
+      }
+    }
+  }
+  if (!result.errors.empty()) {
+    reloads_failed_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("reload of {} refused; the running configuration is unchanged:", config_->file.string());
+    for (const auto& error : result.errors) spdlog::error("  {}", error);
+    return result;  // `opened` closes its acceptors
+  }
+
+  auto next = loaded.config;
+  result.changes = describe_changes(*config_, *next);
+  // Route overrides for listeners or clusters that no longer exist are dropped.
+  std::erase_if(route_overrides_, [&](const auto& entry) {
+    return next->find_cluster(entry.second) == nullptr ||
+           std::none_of(next->listeners.begin(), next->listeners.end(),
+                        [&](const auto& l) { return l.name == entry.first; });
+  });
+  auto snap = make_snapshot(next);
+  publish(snap);
+  config_ = next;
+
+  for (auto it = listeners_.begin(); it != listeners_.end();) {
+    const bool kept = std::any_of(next->listeners.begin(), next->listeners.end(), [&](const auto& l) {
+      return l.name == it->first && !opened.contains(l.name);
+    });
+    if (kept) {
+      it->second.config = *std::find_if(next->listeners.begin(), next->listeners.end(),
+                                        [&](const auto& l) { return l.name == it->first; });
+      route_group(it->second, *snap);
+      ++it;
+    } else {
+      close_group(it->second);  // removed or moved: the new acceptors are already bound
+      it = listeners_.erase(it);
+    }
+  }
+  for (auto& [name, group] : opened) {
+    route_group(group, *snap);
+    start_group(group);
+    listeners_.emplace(name, std::move(group));
+  }
+  registry_.retain(*next);
+  if (store_) store_->set_ttls(affinity::make_ttl_table(*next));
+  reloads_ok_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("reloaded {}: {}", config_->file.string(),
+               result.changes.empty() ? std::string("no changes") : fmt::format("{}", fmt::join(result.changes, "; ")));
+  result.ok = true;
+  return result;
+}
+
+std::string Runtime::route(const std::string& listener, const std::string& cluster) {
+  auto it = listeners_.find(listener);
+  if (it == listeners_.end()) return fmt::format("no listener named {}", listener);
+  if (!cluster.empty() && config_->find_cluster(cluster) == nullptr) {
+    return fmt::format("no cluster named {}", cluster);
+  }
+  if (cluster.empty()) {
+    route_overrides_.erase(listener);
+  } else {
+    route_overrides_[listener] = cluster;
+  }
+  // Clusters are reused (not rebuilt) so that algorithm state and counters stay as they are.
+  auto current = snapshot();
+  auto next = std::make_shared<Snapshot>(*current);
+  next->routes[listener] = cluster.empty() ? it->second.config.cluster : cluster;
+  publish(next);
+  route_group(it->second, *next);
+  spdlog::info("listener {} now routes new connections to cluster {}", listener,
+               next->routes.at(listener));
+  return {};
 }
 
 // Probes unavailable nodes with a plain TCP connect once their retry_interval has passed.
@@ -147,13 +480,13 @@ void Runtime::start_prober() {
 asio::awaitable<void> Runtime::probe_loop() {
   auto executor = co_await asio::this_coro::executor;
   asio::steady_timer timer(executor);
-  const auto snapshot = snapshot_;
   for (;;) {
     timer.expires_after(std::chrono::milliseconds(100));
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
     const std::int64_t now = now_ns();
-    for (const auto& [name, cluster] : snapshot->clusters) {
+    const auto current = snapshot();
+    for (const auto& [name, cluster] : current->clusters) {
       const auto& cfg = cluster->config();
       for (std::uint32_t i = 0; i < cluster->nodes().size(); ++i) {
         auto& runtime = *cluster->nodes()[i].runtime;
@@ -179,8 +512,9 @@ asio::awaitable<void> Runtime::probe_loop() {
 
 bool Runtime::set_node_state(const std::string& cluster_name, const std::string& node_name,
                              config::AdminState state) {
-  auto it = snapshot_->clusters.find(cluster_name);
-  if (it == snapshot_->clusters.end()) return false;
+  const auto current = snapshot();
+  auto it = current->clusters.find(cluster_name);
+  if (it == current->clusters.end()) return false;
   const std::int32_t index = it->second->find(node_name);
   if (index < 0) return false;
   const auto& node = it->second->nodes()[static_cast<std::uint32_t>(index)];
@@ -188,6 +522,10 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
   if (previous != state) {
     spdlog::info("node {}/{}: {} -> {}", cluster_name, node_name, config::to_string(previous),
                  config::to_string(state));
+  }
+  if (store_) {
+    store_->enqueue(affinity::PutAdminState{cluster_name, node_name,
+                                            std::string(config::to_string(state))});
   }
   if (state == config::AdminState::offline) {
     const balance::NodeRuntime* target = node.runtime.get();
@@ -207,21 +545,30 @@ std::size_t Runtime::active_sessions() const {
 }
 
 int Runtime::run() {
-  start();
+  // Before start(): a signal between "listening" and here would otherwise take its default
+  // action (SIGHUP would end the process).
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
+  signals_.add(SIGHUP);
+  start();
   std::function<void(boost::system::error_code, int)> on_signal =
       [this, &on_signal](boost::system::error_code ec, int signo) {
         if (ec) return;
-        if (stopping_) {
+        if (signo == SIGHUP) {
+          if (!stopping_) {
+            spdlog::info("SIGHUP: reloading {}", config_->file.string());
+            reload();
+          }
+        } else if (stopping_) {
           spdlog::warn("second stop signal ({}): exiting now", signo == SIGINT ? "SIGINT" : "SIGTERM");
           spdlog::default_logger()->flush();
           std::_Exit(0);
+        } else {
+          spdlog::info("{}: stopping; running connections get up to {}",
+                       signo == SIGINT ? "SIGINT" : "SIGTERM",
+                       config::format_duration(config_->service.shutdown_timeout));
+          begin_stop();
         }
-        spdlog::info("{}: stopping; running connections get up to {}",
-                     signo == SIGINT ? "SIGINT" : "SIGTERM",
-                     config::format_duration(config_->service.shutdown_timeout));
-        begin_stop();
         signals_.async_wait(on_signal);
       };
   signals_.async_wait(on_signal);
@@ -234,11 +581,8 @@ int Runtime::run() {
 // running sessions end by themselves until shutdown_timeout.
 void Runtime::begin_stop() {
   stopping_ = true;
-  for (auto& worker : workers_) {
-    asio::post(worker->context(), [this, w = worker.get()] {
-      for (auto& listener : listeners_[w->index()]) listener->close();
-    });
-  }
+  ::sd_notify(0, "STOPPING=1");
+  for (const auto& [name, group] : listeners_) close_group(group);
   drain_deadline_ = std::chrono::steady_clock::now() + config_->service.shutdown_timeout;
   finish_stop();
 }
@@ -250,6 +594,7 @@ void Runtime::finish_stop() {
     for (auto& worker : workers_) worker->stop();
     for (auto& worker : workers_) worker->join();
     signals_.cancel();
+    affinity_sweep_timer_.cancel();
     control_.stop();
     return;
   }

@@ -12,7 +12,19 @@ namespace pb::net {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
+std::string_view to_string(RejectReason reason) {
+  switch (reason) {
+    case RejectReason::no_node: return "no_node";
+    case RejectReason::descriptors: return "descriptors";
+  }
+  return "unknown";
+}
+
 namespace {
+
+void count_reject(const Route& route, RejectReason reason) {
+  route.stats->rejected[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+}
 
 std::string_view to_string(RelayEnd end) {
   switch (end) {
@@ -42,11 +54,37 @@ struct SessionCount {
   Worker& worker;
 };
 
+// Records which node served an affine client. The entry moves to the serving node unless its
+// own node is only passing out of reach (unavailable or full): then the client goes back to it
+// once it is back. A draining, offline or removed node loses its clients for good.
+void record_affinity(const Route& route, const balance::Cluster& cluster,
+                     const affinity::ClientKey& key, const std::optional<std::string>& recorded,
+                     std::int32_t preferred, std::uint32_t served) {
+  auto& stats = *route.affinity_stats;
+  const auto now = std::chrono::system_clock::now();
+  if (!recorded) {
+    stats.miss.fetch_add(1, std::memory_order_relaxed);
+  } else if (preferred == static_cast<std::int32_t>(served)) {
+    stats.hit.fetch_add(1, std::memory_order_relaxed);
+  } else if (preferred >= 0 &&
+             cluster.nodes()[static_cast<std::uint32_t>(preferred)].runtime->admin_state.load(
+                 std::memory_order_relaxed) == config::AdminState::available) {
+    // Transient: keep the entry as it is (its last_seen is refreshed by the next connection
+    // the node itself serves).
+    stats.hit.fetch_add(1, std::memory_order_relaxed);
+    return;
+  } else {
+    stats.moved.fetch_add(1, std::memory_order_relaxed);
+  }
+  route.affinity->record(cluster.name(), key, cluster.nodes()[served].name, now);
+}
+
 }  // namespace
 
 asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> route,
                                   tcp::socket client) {
   SessionCount count(worker);
+  route->stats->connections.fetch_add(1, std::memory_order_relaxed);
   balance::Cluster& cluster = *route->cluster;
   const auto& cfg = cluster.config();
 
@@ -60,12 +98,26 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
   if (ec) co_return;  // reset before we got to it
   prepare(client);
 
+  // Affinity: the client's recorded node, if any, is preferred (then its fall-over chain).
+  const auto& affinity_cfg = cfg.affinity;
+  const bool use_affinity = affinity_cfg.enabled && route->affinity != nullptr;
+  affinity::ClientKey client_key;
+  std::optional<std::string> recorded;
+  std::int32_t preferred = -1;
+  if (use_affinity) {
+    client_key = affinity::make_key(peer.address(), affinity_cfg.prefix_v4, affinity_cfg.prefix_v6);
+    recorded = route->affinity->lookup(cluster.name(), client_key, std::chrono::system_clock::now(),
+                                       affinity_cfg.ttl);
+    if (recorded) preferred = cluster.find(*recorded);
+  }
+
   balance::TriedSet tried(cluster.nodes().size());
   for (;;) {
-    const std::int32_t chosen = cluster.choose(worker.index(), peer.address(), tried);
+    const std::int32_t chosen = cluster.choose(worker.index(), peer.address(), tried, preferred);
     if (chosen < 0) {
       spdlog::debug("{}: no node of cluster {} can take client {}", route->listener,
                     cluster.name(), peer.address().to_string());
+      count_reject(*route, RejectReason::no_node);
       co_return;  // closing the client promptly is the only honest answer
     }
     const auto index = static_cast<std::uint32_t>(chosen);
@@ -83,6 +135,7 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
     if (is_local_shortage(ec)) {
       // Our own shortage, not the node's fault: do not mark it unavailable.
       cluster.release(index);
+      count_reject(*route, RejectReason::descriptors);
       if (!worker.warned_descriptors) {
         worker.warned_descriptors = true;
         spdlog::warn("{}: out of descriptors ({}); closing clients until some are free",
@@ -96,10 +149,12 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
                     cluster.name(), node.name, balance::to_string(reason));
       cluster.on_failed(index, reason);
       cluster.release(index);
+      node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     cluster.on_connected(index, std::chrono::steady_clock::now() - started);
     prepare(upstream);
+    if (use_affinity) record_affinity(*route, cluster, client_key, recorded, preferred, index);
 
     entry.node = &upstream;
     entry.node_runtime = node.runtime.get();
@@ -114,6 +169,7 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
       spdlog::debug("{}: {}/{} closed before any data; trying the next node", route->listener,
                     cluster.name(), node.name);
       cluster.on_failed(index, balance::FailureReason::closed);
+      node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     spdlog::debug("{}: {}:{} via {}/{}: {} bytes to node, {} to client, {}", route->listener,

@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <array>
+#include <future>
 #include <stdexcept>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -86,10 +88,13 @@ std::string Backend::received() const {
 }
 
 void Backend::stop() {
-  asio::post(context_, [this] {
+  std::promise<void> done;
+  asio::post(context_, [this, &done] {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
+    done.set_value();
   });
+  done.get_future().wait();  // when stop() returns, connects are refused
 }
 
 void Backend::run_accept() {
@@ -103,7 +108,7 @@ void Backend::run_accept() {
             continue;
           }
           ++accepted_;
-          asio::co_spawn(context_, serve(std::move(socket), mode_, name_, open_, mutex_, received_),
+          asio::co_spawn(context_, serve(std::move(socket), mode_.load(), name_, open_, mutex_, received_),
                          asio::detached);
         }
       },

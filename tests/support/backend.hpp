@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -38,13 +39,19 @@ class Backend {
   std::string received() const;
   // Stops accepting and closes the listening socket (later connects are refused).
   void stop();
+  // Changes what the backend does with connections accepted from now on (e.g. close_at_once
+  // to make a node fail, then back), without giving up its port.
+  void set_mode(BackendMode mode) { mode_.store(mode); }
 
  private:
   void run_accept();
 
   std::string name_;
-  BackendMode mode_;
+  std::atomic<BackendMode> mode_;
   boost::asio::io_context context_;
+  // Keeps the thread running while no socket is open (between stop() and restart()).
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_{
+      context_.get_executor()};
   boost::asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
   std::string host_;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,11 +25,21 @@ class NodeRegistry {
   // Returns the state for (cluster, node), creating it with `initial` admin state if new.
   std::shared_ptr<NodeRuntime> get(const std::string& cluster, const std::string& node,
                                    AdminState initial);
+  // The state for (cluster, node) if it exists, else null.
+  std::shared_ptr<NodeRuntime> find(const std::string& cluster, const std::string& node);
   // Drops entries whose (cluster, node) is not in cfg (their live connections keep their own
   // shared_ptr).
   void retain(const config::Config& cfg);
 
+  // Called on every availability transition of a node (up <-> unavailable), from whichever
+  // thread saw it; rare, so a std::function is fine. Used to persist the retry state.
+  using AvailabilityObserver =
+      std::function<void(const std::string& cluster, const std::string& node, const NodeRuntime&)>;
+  void set_observer(AvailabilityObserver observer) { observer_ = std::move(observer); }
+  const AvailabilityObserver& observer() const { return observer_; }
+
  private:
+  AvailabilityObserver observer_;  // set before any Cluster is built
   std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<NodeRuntime>> nodes_;
 };
@@ -89,6 +100,7 @@ class Cluster {
   void mark_unavailable(std::uint32_t node, FailureReason reason);
 
   std::string name_;
+  const NodeRegistry* registry_;
   config::ClusterConfig config_;
   std::vector<Node> nodes_;
   std::vector<std::unique_ptr<Algorithm>> algorithms_;        // one per worker

@@ -24,6 +24,11 @@ std::string_view to_string(FailureReason reason);
 // (FNV-1a), so that balancers sharing a hash_key agree on rendezvous scores.
 std::uint64_t stable_name_hash(std::string_view name);
 
+// Upper bounds (seconds) of the connect-time histogram buckets: loopback through WAN.
+inline constexpr std::array<double, 16> kConnectBuckets = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+
 // Run-time state of one node, shared by all worker threads and kept across reloads (it is keyed
 // by cluster and node name in NodeRegistry). Every field is an atomic: the hot path takes no lock.
 struct alignas(64) NodeRuntime {
@@ -37,8 +42,15 @@ struct alignas(64) NodeRuntime {
   // Availability: 0 when up; else when the node was marked unavailable (steady clock, ns).
   std::atomic<std::int64_t> unavailable_since_ns{0};
   std::atomic<std::int64_t> next_probe_ns{0};
+  // Connections that failed on this node before any byte and were retried elsewhere.
+  std::atomic<std::uint64_t> failovers{0};
+  // Connect times: per-bucket counts (not cumulative; the last one is +Inf) and their sum.
+  std::array<std::atomic<std::uint64_t>, kConnectBuckets.size() + 1> connect_buckets{};
+  std::atomic<std::uint64_t> connect_time_sum_us{0};
 
   std::uint64_t failures_total() const;
+  // Counts one connect time into the histogram.
+  void record_connect_time(std::chrono::nanoseconds elapsed);
   bool up() const { return unavailable_since_ns.load(std::memory_order_relaxed) == 0; }
 };
 

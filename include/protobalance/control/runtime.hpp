@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "protobalance/affinity/affinity_map.hpp"
+#include "protobalance/affinity/store.hpp"
 #include "protobalance/balance/cluster.hpp"
 #include "protobalance/config/config.hpp"
 #include "protobalance/net/listener.hpp"
@@ -21,6 +25,13 @@ namespace pb::control {
 
 // Loads a configuration file and runs every check of every area on it.
 config::LoadResult load_config(const std::filesystem::path& file);
+
+// What a reload did: either the changes applied, or the errors that kept the old configuration.
+struct ReloadResult {
+  bool ok = false;
+  std::vector<std::string> changes;  // "node web/gamma added", ...
+  std::vector<std::string> errors;   // FILE:LINE:COL: message, or a bind failure
+};
 
 struct RuntimeOptions {
   unsigned threads = 0;  // overrides [service] threads when not 0
@@ -38,46 +49,98 @@ class Runtime {
   // Binds every listener and starts the workers. Throws std::runtime_error naming the listener
   // and address when one cannot be bound.
   void start();
-  // Serves until SIGTERM or SIGINT, then stops gracefully; returns the exit code.
+  // Serves until SIGTERM or SIGINT, then stops gracefully; returns the exit code. SIGHUP
+  // reloads the configuration file.
   int run();
+
+  // Re-reads the configuration file and applies it without dropping a connection: listeners
+  // are bound before anything changes (a bind failure changes nothing), clusters are rebuilt
+  // with their nodes' run-time state kept, removed listeners are closed, and removed nodes'
+  // live connections run on until they end. A bad file changes nothing. Control thread only.
+  ReloadResult reload();
+
+  // Sends a listener's new connections to another cluster (empty = back to the configured
+  // one). Returns an error message, or empty on success. Control thread only.
+  std::string route(const std::string& listener, const std::string& cluster);
+
+  // Counts of reloads by result, for metrics.
+  std::uint64_t reloads_ok() const { return reloads_ok_.load(std::memory_order_relaxed); }
+  std::uint64_t reloads_failed() const { return reloads_failed_.load(std::memory_order_relaxed); }
 
   // Sets a node's admin state. `offline` closes its connections at once. Returns false for an
   // unknown cluster or node.
   bool set_node_state(const std::string& cluster, const std::string& node,
                       config::AdminState state);
 
-  unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
-  // The bound address of each listener (port 0 in the config is resolved here).
-  const std::map<std::string, boost::asio::ip::tcp::endpoint>& listener_endpoints() const {
-    return bound_;
-  }
-
- private:
+  // One applied configuration: what the workers route by. Replaced whole on reload.
   struct Snapshot {
     std::shared_ptr<const config::Config> config;
     std::map<std::string, std::shared_ptr<balance::Cluster>, std::less<>> clusters;
+    // Where each listener sends new connections (route overrides applied).
+    std::map<std::string, std::string, std::less<>> routes;
+  };
+  // The current snapshot; safe from any thread (metrics, admin).
+  std::shared_ptr<const Snapshot> snapshot() const;
+  // Listener counters by listener name; safe from any thread.
+  std::map<std::string, std::shared_ptr<net::ListenerStats>> listener_stats() const;
+  const net::AcceptStats& accept_stats() const { return accept_stats_; }
+  // Affinity lookup counters by cluster name; safe from any thread.
+  std::map<std::string, std::shared_ptr<net::AffinityStats>> affinity_stats() const;
+  // The client-affinity map (always present; persisted only with a store).
+  affinity::AffinityMap& affinity() { return *affinity_; }
+  // The database, or null in quick mode (no configuration file, no persistence).
+  affinity::Store* store() { return store_.get(); }
+  // Live sessions over all workers.
+  std::size_t active_sessions() const;
+
+  unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
+  // The bound address of each listener (port 0 in the config is resolved here).
+  std::map<std::string, boost::asio::ip::tcp::endpoint> listener_endpoints() const;
+
+ private:
+  // One listener: an acceptor on each worker, all bound to the same address.
+  struct ListenerGroup {
+    config::ListenerConfig config;
+    boost::asio::ip::tcp::endpoint bound;
+    std::vector<std::shared_ptr<net::Listener>> per_worker;  // index = worker
   };
 
-  void build_snapshot();
+  std::shared_ptr<const Snapshot> make_snapshot(std::shared_ptr<const config::Config> cfg);
+  ListenerGroup open_group(const config::ListenerConfig& cfg);
+  void start_group(const ListenerGroup& group);
+  void close_group(const ListenerGroup& group);
+  void route_group(const ListenerGroup& group, const Snapshot& snapshot);
+  void publish(std::shared_ptr<const Snapshot> snapshot);
+  void open_store();
+  void restore_node_states();
+  void schedule_affinity_sweep();
   void start_prober();
   boost::asio::awaitable<void> probe_loop();
   void begin_stop();
   void finish_stop();
-  std::size_t active_sessions() const;
 
   std::shared_ptr<const config::Config> config_;
   std::chrono::milliseconds tick_;
+  // Declared before the workers: sessions use them until the workers are joined.
+  std::unique_ptr<affinity::Store> store_;
+  std::unique_ptr<affinity::AffinityMap> affinity_;
   balance::NodeRegistry registry_;
+  mutable std::mutex snapshot_mutex_;  // guards snapshot_ and listener_stats_ (not hot path)
   std::shared_ptr<const Snapshot> snapshot_;
+  std::map<std::string, std::shared_ptr<net::ListenerStats>> listener_stats_;
+  std::map<std::string, std::shared_ptr<net::AffinityStats>> affinity_stats_;
   std::vector<std::unique_ptr<net::Worker>> workers_;
-  // listeners_[worker][i]: one acceptor per listener per worker.
-  std::vector<std::vector<std::shared_ptr<net::Listener>>> listeners_;
-  std::map<std::string, boost::asio::ip::tcp::endpoint> bound_;
+  std::map<std::string, ListenerGroup, std::less<>> listeners_;  // control thread only
+  std::map<std::string, std::string, std::less<>> route_overrides_;  // listener -> cluster
+  std::map<std::string, boost::asio::ip::tcp::endpoint> bound_;  // guarded by snapshot_mutex_
+  std::atomic<std::uint64_t> reloads_ok_{0};
+  std::atomic<std::uint64_t> reloads_failed_{0};
   net::AcceptStats accept_stats_;
 
   boost::asio::io_context control_;
   boost::asio::signal_set signals_;
   boost::asio::steady_timer drain_timer_;
+  boost::asio::steady_timer affinity_sweep_timer_;
   std::chrono::steady_clock::time_point drain_deadline_;
   bool stopping_ = false;
   bool killed_sessions_ = false;

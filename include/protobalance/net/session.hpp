@@ -1,21 +1,48 @@
 #pragma once
 
+#include <array>
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "protobalance/affinity/affinity_map.hpp"
 #include "protobalance/balance/cluster.hpp"
 #include "protobalance/net/worker.hpp"
 
 namespace pb::net {
+
+// Why a listener closed a client without serving it.
+enum class RejectReason : std::uint8_t { no_node, descriptors };
+inline constexpr std::size_t kRejectReasons = 2;
+std::string_view to_string(RejectReason reason);
+
+// Counters of one listener, kept across reloads (keyed by listener name).
+struct ListenerStats {
+  std::atomic<std::uint64_t> connections{0};
+  std::array<std::atomic<std::uint64_t>, kRejectReasons> rejected{};
+};
+
+// Outcomes of affinity lookups of one cluster, kept across reloads (keyed by cluster name).
+struct AffinityStats {
+  std::atomic<std::uint64_t> hit{0};    // served by the client's node
+  std::atomic<std::uint64_t> miss{0};   // no entry: the algorithm chose, and was recorded
+  std::atomic<std::uint64_t> moved{0};  // the entry's node could not serve for good: moved
+};
 
 // Where one listener's new connections go, as seen by one worker. Each worker holds its own
 // copy, so taking a reference for a new session touches no cache line shared between threads.
 struct Route {
   std::string listener;
   std::shared_ptr<balance::Cluster> cluster;
+  std::shared_ptr<ListenerStats> stats;
+  // Client affinity: the process-wide map (null without affinity) and the route's cluster's
+  // lookup counters. Used only when the cluster has affinity enabled.
+  affinity::AffinityMap* affinity = nullptr;
+  std::shared_ptr<AffinityStats> affinity_stats;
 };
 
 // Serves one client connection from accept to close, on `worker`'s thread: chooses a node,
