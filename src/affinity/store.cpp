@@ -322,6 +322,10 @@ bool Store::write_batch(const std::vector<Change>& batch, bool retry_on_fresh) {
                             "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (cluster, node) DO UPDATE SET "
                             "unavailable_since = excluded.unavailable_since, "
                             "failures = excluded.failures");
+    SQLite::Statement route(*db_,
+                            "INSERT OR REPLACE INTO listener_route (listener, cluster, set_at) "
+                            "VALUES (?1, ?2, ?3)");
+    SQLite::Statement unroute(*db_, "DELETE FROM listener_route WHERE listener = ?1");
     for (const Change& change : batch) {
       std::visit(
           [&](const auto& c) {
@@ -346,6 +350,18 @@ bool Store::write_batch(const std::vector<Change>& batch, bool retry_on_fresh) {
               bind_text_or_null(admin, 3, c.admin_state);
               admin.exec();
               admin.reset();
+            } else if constexpr (std::is_same_v<T, PutRoute>) {
+              if (c.cluster.empty()) {
+                unroute.bind(1, c.listener);
+                unroute.exec();
+                unroute.reset();
+              } else {
+                route.bind(1, c.listener);
+                route.bind(2, c.cluster);
+                route.bind(3, c.set_at);
+                route.exec();
+                route.reset();
+              }
             } else {
               static_assert(std::is_same_v<T, PutAvailability>);
               avail.bind(1, c.cluster);
@@ -480,6 +496,22 @@ std::vector<NodeStateRow> Store::load_node_states() {
     }
   }
   return rows;
+}
+
+std::map<std::string, std::string> Store::load_routes() {
+  std::lock_guard db_lock(db_mutex_);
+  if (!ensure_open()) return {};
+  std::map<std::string, std::string> routes;
+  try {
+    SQLite::Statement select(*db_, "SELECT listener, cluster FROM listener_route");
+    while (select.executeStep()) {
+      routes.emplace(select.getColumn(0).getString(), select.getColumn(1).getString());
+    }
+  } catch (const std::exception& e) {
+    routes.clear();
+    fail("cannot read", e);
+  }
+  return routes;
 }
 
 std::optional<std::vector<AffinityRow>> read_affinity_file(const std::filesystem::path& db_file,

@@ -109,6 +109,13 @@ void Runtime::open_store() {
   }
   affinity_ = std::make_unique<affinity::AffinityMap>(store_.get());
   if (store_) {
+    // Route overrides set by an operator survive restarts; ones naming a listener or cluster
+    // that is gone are dropped when the snapshot is built.
+    for (auto& [listener, cluster] : store_->load_routes()) {
+      spdlog::info("listener {} routed to cluster {} (set at run time, kept across the restart)",
+                   listener, cluster);
+      route_overrides_[listener] = cluster;
+    }
     const auto started = std::chrono::steady_clock::now();
     const std::size_t loaded = affinity_->load(store_->load_affinity());
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -448,6 +455,10 @@ ReloadResult Runtime::reload() {
   return result;
 }
 
+std::map<std::string, std::string, std::less<>> Runtime::route_overrides() const {
+  return route_overrides_;
+}
+
 std::string Runtime::route(const std::string& listener, const std::string& cluster) {
   auto it = listeners_.find(listener);
   if (it == listeners_.end()) return fmt::format("no listener named {}", listener);
@@ -458,6 +469,11 @@ std::string Runtime::route(const std::string& listener, const std::string& clust
     route_overrides_.erase(listener);
   } else {
     route_overrides_[listener] = cluster;
+  }
+  if (store_) {
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    store_->enqueue(affinity::PutRoute{listener, cluster,
+                                       std::chrono::duration_cast<std::chrono::seconds>(now).count()});
   }
   // Clusters are reused (not rebuilt) so that algorithm state and counters stay as they are.
   auto current = snapshot();

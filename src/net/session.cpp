@@ -45,13 +45,21 @@ void prepare(tcp::socket& socket) {
   socket.non_blocking(true, ignored);
 }
 
-// Keeps the worker's count of live sessions right on every exit path.
+// Keeps the worker's and the listener's counts of live sessions right on every exit path.
 struct SessionCount {
-  explicit SessionCount(Worker& w) : worker(w) { worker.session_started(); }
-  ~SessionCount() { worker.session_ended(); }
+  SessionCount(Worker& w, ListenerStats& s) : worker(w), stats(s) {
+    worker.session_started();
+    stats.connections.fetch_add(1, std::memory_order_relaxed);
+    stats.active.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~SessionCount() {
+    stats.active.fetch_sub(1, std::memory_order_relaxed);
+    worker.session_ended();
+  }
   SessionCount(const SessionCount&) = delete;
   SessionCount& operator=(const SessionCount&) = delete;
   Worker& worker;
+  ListenerStats& stats;
 };
 
 // Records which node served an affine client. The entry moves to the serving node unless its
@@ -83,8 +91,7 @@ void record_affinity(const Route& route, const balance::Cluster& cluster,
 
 asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> route,
                                   tcp::socket client) {
-  SessionCount count(worker);
-  route->stats->connections.fetch_add(1, std::memory_order_relaxed);
+  SessionCount count(worker, *route->stats);
   balance::Cluster& cluster = *route->cluster;
   const auto& cfg = cluster.config();
 

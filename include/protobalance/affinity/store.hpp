@@ -89,7 +89,13 @@ struct PutAvailability {
   std::int64_t unavailable_since_ms = 0;
   std::int64_t failures = 0;
 };
-using Change = std::variant<PutAffinity, EraseAffinity, PutAdminState, PutAvailability>;
+// A listener redirected at run time (`pbadmin route`); an empty cluster removes the override.
+struct PutRoute {
+  std::string listener;
+  std::string cluster;
+  std::int64_t set_at = 0;  // unix seconds
+};
+using Change = std::variant<PutAffinity, EraseAffinity, PutAdminState, PutAvailability, PutRoute>;
 
 struct StoreOptions {
   // The writer commits what is queued at least this often: the most a kill -9 can lose.
@@ -139,6 +145,8 @@ class Store {
   // TTLs nothing is deleted. Empty when the database cannot be read.
   std::vector<AffinityRow> load_affinity();
   std::vector<NodeStateRow> load_node_states();
+  // Route overrides: listener -> cluster.
+  std::map<std::string, std::string> load_routes();
 
   // Replaces the TTLs the writer uses to delete expired rows (at start and on reload).
   void set_ttls(TtlTable ttls);

@@ -63,6 +63,13 @@ class Runtime {
   // one). Returns an error message, or empty on success. Control thread only.
   std::string route(const std::string& listener, const std::string& cluster);
 
+  // Listener -> cluster overrides set with route(). Control thread only.
+  std::map<std::string, std::string, std::less<>> route_overrides() const;
+  // The configuration in force. Control thread only.
+  const std::shared_ptr<const config::Config>& config() const { return config_; }
+  // The control thread's io_context (signals, admin API): run by run().
+  boost::asio::io_context& control_context() { return control_; }
+
   // Counts of reloads by result, for metrics.
   std::uint64_t reloads_ok() const { return reloads_ok_.load(std::memory_order_relaxed); }
   std::uint64_t reloads_failed() const { return reloads_failed_.load(std::memory_order_relaxed); }

@@ -23,6 +23,7 @@ std::string_view to_string(RejectReason reason);
 // Counters of one listener, kept across reloads (keyed by listener name).
 struct ListenerStats {
   std::atomic<std::uint64_t> connections{0};
+  std::atomic<std::int64_t> active{0};
   std::array<std::atomic<std::uint64_t>, kRejectReasons> rejected{};
 };
 
