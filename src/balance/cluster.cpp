@@ -144,9 +144,11 @@ std::int32_t Cluster::choose(unsigned worker, const boost::asio::ip::address& cl
   // untried nodes), so the loop ends after at most one pass per node.
   for (;;) {
     std::int32_t pick = -1;
-    if (has_preferred && !tried.contains(static_cast<std::uint32_t>(preferred))) {
+    if (has_preferred) {
+      // An untried, eligible preferred node is taken; otherwise (it failed just now, or cannot
+      // take connections) its fall-over chain comes before the algorithm.
       const auto p = static_cast<std::uint32_t>(preferred);
-      pick = eligible(p) ? preferred : follow_fallover(p, tried);
+      pick = !tried.contains(p) && eligible(p) ? preferred : follow_fallover(p, tried);
     }
     if (pick < 0) pick = pick_by_algorithm(slot, client, tried);
     if (pick < 0) return -1;

@@ -67,15 +67,15 @@ struct SessionCount {
 // once it is back. A draining, offline or removed node loses its clients for good.
 void record_affinity(const Route& route, const balance::Cluster& cluster,
                      const affinity::ClientKey& key, const std::optional<std::string>& recorded,
-                     std::int32_t preferred, std::uint32_t served) {
+                     std::int32_t affine, std::uint32_t served) {
   auto& stats = *route.affinity_stats;
   const auto now = std::chrono::system_clock::now();
   if (!recorded) {
     stats.miss.fetch_add(1, std::memory_order_relaxed);
-  } else if (preferred == static_cast<std::int32_t>(served)) {
+  } else if (affine == static_cast<std::int32_t>(served)) {
     stats.hit.fetch_add(1, std::memory_order_relaxed);
-  } else if (preferred >= 0 &&
-             cluster.nodes()[static_cast<std::uint32_t>(preferred)].runtime->admin_state.load(
+  } else if (affine >= 0 &&
+             cluster.nodes()[static_cast<std::uint32_t>(affine)].runtime->admin_state.load(
                  std::memory_order_relaxed) == config::AdminState::available) {
     // Transient: keep the entry as it is (its last_seen is refreshed by the next connection
     // the node itself serves).
@@ -110,13 +110,14 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
   const bool use_affinity = affinity_cfg.enabled && route->affinity != nullptr;
   affinity::ClientKey client_key;
   std::optional<std::string> recorded;
-  std::int32_t preferred = -1;
+  std::int32_t affine = -1;  // the recorded node's index (-1: none, or no longer configured)
   if (use_affinity) {
     client_key = affinity::make_key(peer.address(), affinity_cfg.prefix_v4, affinity_cfg.prefix_v6);
     recorded = route->affinity->lookup(cluster.name(), client_key, std::chrono::system_clock::now(),
                                        affinity_cfg.ttl);
-    if (recorded) preferred = cluster.find(*recorded);
+    if (recorded) affine = cluster.find(*recorded);
   }
+  std::int32_t preferred = affine;
 
   balance::TriedSet tried(cluster.nodes().size());
   for (;;) {
@@ -157,11 +158,12 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
       cluster.on_failed(index, reason);
       cluster.release(index);
       node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
+      preferred = chosen;  // its fall-over chain comes next
       continue;
     }
     cluster.on_connected(index, std::chrono::steady_clock::now() - started);
     prepare(upstream);
-    if (use_affinity) record_affinity(*route, cluster, client_key, recorded, preferred, index);
+    if (use_affinity) record_affinity(*route, cluster, client_key, recorded, affine, index);
 
     entry.node = &upstream;
     entry.node_runtime = node.runtime.get();
@@ -177,6 +179,7 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
                     cluster.name(), node.name);
       cluster.on_failed(index, balance::FailureReason::closed);
       node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
+      preferred = chosen;  // its fall-over chain comes next
       continue;
     }
     spdlog::debug("{}: {}:{} via {}/{}: {} bytes to node, {} to client, {}", route->listener,

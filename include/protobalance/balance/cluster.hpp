@@ -71,8 +71,9 @@ class Cluster {
   std::int32_t find(std::string_view node_name) const;  // -1 when absent
 
   // Chooses the node for the next connection attempt of one client connection, on worker
-  // `worker`. `preferred` (-1 = none) is the client's affinity node: taken when eligible, else
-  // its fall-over chain. Nodes in `tried` are skipped; the chosen one is added to it.
+  // `worker`. `preferred` (-1 = none) is the client's affinity node, or the node whose connect
+  // just failed: taken when untried and eligible, else its fall-over chain is followed before
+  // the algorithm picks. Nodes in `tried` are skipped; the chosen one is added to it.
   // On success the node's slot is taken (active + 1) and its index returned; the caller must
   // call release() exactly once for it. Returns -1 when no node can take the connection.
   std::int32_t choose(unsigned worker, const boost::asio::ip::address& client, TriedSet& tried,

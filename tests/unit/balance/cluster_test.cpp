@@ -149,6 +149,28 @@ TEST(Cluster, FalloverChainSkipsUnavailableNodes) {
   EXPECT_EQ(picks(cluster, 8), "cccdcccd");
 }
 
+TEST(Cluster, RetryAfterAFailedConnectFollowsTheFailedNodesChain) {
+  // Verifies that when the node just tried is passed back as preferred (its connect failed),
+  // the next choice is its fall-over node c, although the algorithm, weighted 100:1 for b,
+  // would pick b.
+  NodeRegistry registry;
+  config::NodeConfig heavy = node_config("b");
+  heavy.load_factor = 100;
+  Cluster cluster(cluster_config("round_robin", {with_fallover(node_config("a"), "c"), heavy,
+                                                 node_config("c")}),
+                  registry, 1, 1);
+  TriedSet tried(cluster.nodes().size());
+  const std::int32_t a = cluster.choose(0, kClient, tried, cluster.find("a"));
+  ASSERT_EQ(a, cluster.find("a"));
+  cluster.on_failed(static_cast<std::uint32_t>(a), FailureReason::refused);
+  cluster.release(static_cast<std::uint32_t>(a));
+  const std::int32_t retry = cluster.choose(0, kClient, tried, a);
+  EXPECT_EQ(retry, cluster.find("c"));
+  // Without the hint the algorithm decides: b.
+  TriedSet fresh(cluster.nodes().size());
+  EXPECT_EQ(cluster.choose(0, kClient, fresh), cluster.find("b"));
+}
+
 TEST(Cluster, PreferredNodeIsTakenWhenEligible) {
   // Verifies an eligible affinity node is chosen whatever the algorithm would pick.
   NodeRegistry registry;
