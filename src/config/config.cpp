@@ -71,10 +71,14 @@ namespace {
 namespace fs = std::filesystem;
 using Keys = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 3> kTopKeys{"service", "listener", "cluster"};
+constexpr std::array<std::string_view, 6> kTopKeys{"service", "listener",   "cluster",
+                                                   "metrics", "access_log", "snmp"};
 constexpr std::array<std::string_view, 4> kServiceKeys{"threads", "state_dir", "shutdown_timeout",
                                                        "log_level"};
 constexpr std::array<std::string_view, 3> kListenerKeys{"name", "listen", "cluster"};
+constexpr std::array<std::string_view, 1> kMetricsKeys{"listen"};
+constexpr std::array<std::string_view, 2> kSnmpKeys{"enabled", "agentx"};
+constexpr std::array<std::string_view, 2> kAccessLogKeys{"enabled", "path"};
 constexpr std::array<std::string_view, 9> kClusterKeys{
     "name",           "algorithm",    "connect_timeout",
     "retry_interval", "idle_timeout", "load_rating",
@@ -349,6 +353,8 @@ class Loader {
           error(value, fmt::format("service must be a table, written [service], got {}",
                                    type_name(value)));
         }
+      } else if (k == "metrics" || k == "snmp" || k == "access_log") {
+        read_observability_section(k, value);
       } else if (k == "listener") {
         listeners = &value;  // after the clusters, which listeners refer to
       } else if (k == "cluster") {
@@ -365,6 +371,7 @@ class Loader {
       }
     }
     resolve_state_dir();
+    resolve_access_log_path();
   }
 
   void read_service(const toml::table& table) {
@@ -410,6 +417,124 @@ class Loader {
       dir = base_dir_ / dir;
     }
     dir = dir.lexically_normal();
+  }
+
+  // [metrics], [snmp] and [access_log]: plain tables of a few keys each.
+  void read_observability_section(std::string_view section, const toml::node& value) {
+    const auto* table = value.as_table();
+    if (table == nullptr) {
+      error(value, fmt::format("{} must be a table, written [{}], got {}", section, section,
+                               type_name(value)));
+    } else if (section == "metrics") {
+      read_metrics(*table);
+    } else if (section == "snmp") {
+      read_snmp(*table);
+    } else {
+      read_access_log(*table);
+    }
+  }
+
+  void read_metrics(const toml::table& table) {
+    for (auto&& [key, value] : table) {
+      if (key.str() != "listen") {
+        unknown_key(key, "[metrics]", kMetricsKeys);
+        continue;
+      }
+      const auto* s = value.as_string();
+      if (s != nullptr && s->get().empty()) {
+        continue;  // "" = no exporter, as when the key is absent
+      }
+      if (const auto ep = read_endpoint(value, "listen", true)) {
+        config_.metrics.listen = value.value_or(std::string{});
+        config_.metrics.endpoint = *ep;
+      }
+    }
+  }
+
+  void read_snmp(const toml::table& table) {
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "enabled") {
+        if (const auto v = read_bool(value, k)) {
+          config_.snmp.enabled = *v;
+        }
+      } else if (k == "agentx") {
+        if (const auto v = read_string(value, k)) {
+          read_agentx(value, *v);
+        }
+      } else {
+        unknown_key(key, "[snmp]", kSnmpKeys);
+      }
+    }
+  }
+
+  // The master agent's socket, in net-snmp's transport syntax: a Unix socket path ("unix:" is
+  // optional; relative to the configuration file's folder) or "tcp:HOST:PORT". A TCP address is
+  // resolved here, so that a typo is a configuration error rather than a silent retry loop.
+  void read_agentx(const toml::node& node, std::string_view text) {
+    constexpr std::string_view kExpected =
+        "expected a Unix socket path such as \"/var/agentx/master\", \"unix:PATH\" or "
+        "\"tcp:HOST:PORT\"";
+    const std::size_t colon = text.find(':');
+    const std::string_view scheme = colon == std::string_view::npos ? "" : text.substr(0, colon);
+    const bool has_scheme =
+        !scheme.empty() && std::all_of(scheme.begin(), scheme.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        });
+    if (has_scheme && scheme == "tcp") {
+      auto parsed = parse_endpoint(text.substr(colon + 1), false);
+      if (const auto* message = std::get_if<std::string>(&parsed)) {
+        error(node, fmt::format("agentx: {}", *message));
+        return;
+      }
+      const Endpoint& ep = std::get<Endpoint>(parsed);
+      // net-snmp's "tcp" transport is IPv4 only; IPv6 is its "tcp6" transport.
+      config_.snmp.agentx = ep.address().is_v6()
+                                ? fmt::format("tcp6:[{}]:{}", ep.address().to_string(), ep.port())
+                                : fmt::format("tcp:{}:{}", ep.address().to_string(), ep.port());
+      return;
+    }
+    if (has_scheme && scheme != "unix") {
+      error(node, fmt::format("agentx has an unsupported transport '{}:'; {}", scheme, kExpected));
+      return;
+    }
+    const fs::path path{std::string(has_scheme ? text.substr(colon + 1) : text)};
+    if (path.empty()) {
+      error(node, fmt::format("agentx must not be empty; {}", kExpected));
+      return;
+    }
+    config_.snmp.agentx =
+        (path.is_relative() ? base_dir_ / path : path).lexically_normal().string();
+  }
+
+  void read_access_log(const toml::table& table) {
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "enabled") {
+        if (const auto v = read_bool(value, k)) {
+          config_.access_log.enabled = *v;
+        }
+      } else if (k == "path") {
+        if (auto v = read_string(value, k)) {
+          if (v->empty()) {
+            error(value, "path must not be empty; use \"-\" for standard output");
+          } else {
+            config_.access_log.path = std::move(*v);
+          }
+        }
+      } else {
+        unknown_key(key, "[access_log]", kAccessLogKeys);
+      }
+    }
+  }
+
+  // Relative to state_dir: the log is written by the daemon, next to its other files, so the
+  // configuration's folder may stay read-only.
+  void resolve_access_log_path() {
+    fs::path& path = config_.access_log.path;
+    if (path != "-" && path.is_relative()) {
+      path = (config_.service.state_dir / path).lexically_normal();
+    }
   }
 
   void read_listener(const toml::table& table) {

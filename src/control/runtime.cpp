@@ -70,6 +70,7 @@ config::LoadResult load_config(const std::filesystem::path& file) {
 
 Runtime::Runtime(std::shared_ptr<const config::Config> cfg, RuntimeOptions options)
     : config_(std::move(cfg)),
+      options_(options),
       tick_(tick_for(*config_)),
       signals_(control_),
       drain_timer_(control_),
@@ -267,7 +268,8 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
     // Each worker gets its own Route object: its reference count is then written by that
     // worker only.
     auto route = std::make_shared<const net::Route>(
-        net::Route{group.config.name, cluster, stats, affinity_.get(), affinity_stats});
+        net::Route{group.config.name, cluster, stats, affinity_.get(), affinity_stats,
+                   options_.access_log});
     auto listener = group.per_worker[w];
     if (!listener->route()) {
       listener->set_route(std::move(route));  // not started yet: no worker reads it

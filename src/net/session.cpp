@@ -87,11 +87,54 @@ void record_affinity(const Route& route, const balance::Cluster& cluster,
   route.affinity->record(cluster.name(), key, cluster.nodes()[served].name, now);
 }
 
+// Fills the connection's access-log record as the session goes and submits it when the session
+// ends, whichever way. Does nothing without an access log.
+class AccessLogEntry {
+ public:
+  explicit AccessLogEntry(const Route& route) : sink_(route.access_log) {
+    if (sink_ == nullptr) return;
+    started_ = std::chrono::steady_clock::now();
+    record_.listener = route.listener;
+    record_.cluster = route.cluster->name();
+  }
+  AccessLogEntry(const AccessLogEntry&) = delete;
+  AccessLogEntry& operator=(const AccessLogEntry&) = delete;
+  ~AccessLogEntry() {
+    if (sink_ == nullptr) return;
+    record_.end_time = std::chrono::system_clock::now();
+    record_.duration = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - started_);
+    sink_->submit(std::move(record_));
+  }
+
+  bool enabled() const { return sink_ != nullptr; }
+  AccessRecord& record() { return record_; }
+
+ private:
+  AccessLogSink* sink_;
+  std::chrono::steady_clock::time_point started_;
+  AccessRecord record_;
+};
+
+std::string_view outcome(RelayEnd end, const SessionEntry& entry) {
+  if (entry.idle_expired) return "idle_timeout";
+  if (entry.killed) return "closed_by_operator";  // node set offline, or the stop deadline
+  switch (end) {
+    case RelayEnd::finished: return "finished";
+    case RelayEnd::client_error: return "client_error";
+    case RelayEnd::node_error: return "node_error";
+    case RelayEnd::node_closed_early: return "node_closed_early";
+    case RelayEnd::closed: return "closed";
+  }
+  return "unknown";
+}
+
 }  // namespace
 
 asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> route,
                                   tcp::socket client) {
   SessionCount count(worker, *route->stats);
+  AccessLogEntry log_entry(*route);
   balance::Cluster& cluster = *route->cluster;
   const auto& cfg = cluster.config();
 
@@ -102,8 +145,15 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
 
   boost::system::error_code ec;
   const tcp::endpoint peer = client.remote_endpoint(ec);
-  if (ec) co_return;  // reset before we got to it
+  if (ec) {
+    if (log_entry.enabled()) log_entry.record().outcome = "client_gone";
+    co_return;  // reset before we got to it
+  }
   prepare(client);
+  if (log_entry.enabled()) {
+    log_entry.record().client_address = peer.address();
+    log_entry.record().client_port = peer.port();
+  }
 
   // Affinity: the client's recorded node, if any, is preferred (then its fall-over chain).
   const auto& affinity_cfg = cfg.affinity;
@@ -126,6 +176,7 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
       spdlog::debug("{}: no node of cluster {} can take client {}", route->listener,
                     cluster.name(), peer.address().to_string());
       count_reject(*route, RejectReason::no_node);
+      if (log_entry.enabled()) log_entry.record().outcome = "no_node";
       co_return;  // closing the client promptly is the only honest answer
     }
     const auto index = static_cast<std::uint32_t>(chosen);
@@ -136,14 +187,17 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
     const auto started = std::chrono::steady_clock::now();
     ec = co_await connect_with_timeout(upstream, node.endpoint, cfg.connect_timeout);
     entry.node = nullptr;
+    if (log_entry.enabled()) ++log_entry.record().attempts;
     if (!client.is_open()) {  // stopped or killed while connecting
       cluster.release(index);
+      if (log_entry.enabled()) log_entry.record().outcome = "closed_by_operator";
       co_return;
     }
     if (is_local_shortage(ec)) {
       // Our own shortage, not the node's fault: do not mark it unavailable.
       cluster.release(index);
       count_reject(*route, RejectReason::descriptors);
+      if (log_entry.enabled()) log_entry.record().outcome = "descriptors";
       if (!worker.warned_descriptors) {
         worker.warned_descriptors = true;
         spdlog::warn("{}: out of descriptors ({}); closing clients until some are free",
@@ -158,10 +212,12 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
       cluster.on_failed(index, reason);
       cluster.release(index);
       node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
+      if (log_entry.enabled()) ++log_entry.record().fallovers;
       preferred = chosen;  // its fall-over chain comes next
       continue;
     }
-    cluster.on_connected(index, std::chrono::steady_clock::now() - started);
+    const auto connect_time = std::chrono::steady_clock::now() - started;
+    cluster.on_connected(index, connect_time);
     prepare(upstream);
     if (use_affinity) record_affinity(*route, cluster, client_key, recorded, affine, index);
 
@@ -179,8 +235,17 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
                     cluster.name(), node.name);
       cluster.on_failed(index, balance::FailureReason::closed);
       node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
+      if (log_entry.enabled()) ++log_entry.record().fallovers;
       preferred = chosen;  // its fall-over chain comes next
       continue;
+    }
+    if (log_entry.enabled()) {
+      auto& record = log_entry.record();
+      record.node = node.name;
+      record.connect_time = std::chrono::duration_cast<std::chrono::microseconds>(connect_time);
+      record.bytes_to_node = result.bytes_to_node;
+      record.bytes_to_client = result.bytes_to_client;
+      record.outcome = outcome(result.end, entry);
     }
     spdlog::debug("{}: {}:{} via {}/{}: {} bytes to node, {} to client, {}", route->listener,
                   peer.address().to_string(), peer.port(), cluster.name(), node.name,

@@ -11,6 +11,8 @@
 
 #include "protobalance/config/address.hpp"
 #include "protobalance/control/runtime.hpp"
+#include "protobalance/metrics/access_log.hpp"
+#include "protobalance/metrics/monitoring.hpp"
 #include "protobalance/version.hpp"
 
 namespace {
@@ -116,7 +118,15 @@ int main(int argc, char** argv) {
   spdlog::flush_on(spdlog::level::info);
 
   try {
-    pb::control::Runtime runtime(cfg, pb::control::RuntimeOptions{threads});
+    // Declared first: sessions submit records to it until the Runtime's workers are joined.
+    std::unique_ptr<pb::metrics::AccessLog> access_log;
+    if (cfg->access_log.enabled) {
+      access_log = std::make_unique<pb::metrics::AccessLog>(cfg->access_log.path);
+    }
+    pb::control::Runtime runtime(cfg, pb::control::RuntimeOptions{threads, access_log.get()});
+    // Before the listeners: a metrics port that cannot be bound stops the start-up.
+    const pb::metrics::Monitoring monitoring(
+        runtime, *cfg, pb::metrics::runtime_sources(runtime, access_log.get()));
     return runtime.run();
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

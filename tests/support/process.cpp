@@ -33,6 +33,9 @@ Process::Process(std::vector<std::string> argv, ProcessOptions options) {
       ::setrlimit(RLIMIT_NOFILE, &limit);
     }
     if (!options.working_dir.empty() && ::chdir(options.working_dir.c_str()) != 0) ::_exit(126);
+    // The test's own sockets (backends' listeners: Asio does not open them close-on-exec) must
+    // not live on in the child, or closing one in the test would not stop it listening.
+    ::close_range(3, ~0U, 0);
     ::execv(args[0], args.data());
     ::_exit(127);
   }

@@ -83,10 +83,37 @@ struct ServiceConfig {
   std::string log_level = "info";
 };
 
+// [metrics]: the Prometheus exporter. No exporter when `listen` is empty (the default), so that
+// several balancers on one host never fight over a default port.
+struct MetricsConfig {
+  std::string listen;  // as written, e.g. "127.0.0.1:9187"; empty = no exporter
+  Endpoint endpoint;   // resolved when the file was loaded (port 0 = any free port)
+};
+
+// [snmp]: the AgentX sub-agent.
+struct SnmpConfig {
+  bool enabled = false;
+  // The master agent's AgentX socket in net-snmp's transport syntax. The file may say PATH,
+  // "unix:PATH" or "tcp:HOST:PORT"; after loading it is an absolute Unix socket path,
+  // "tcp:IPv4:PORT" or "tcp6:[IPv6]:PORT".
+  std::string agentx = "/var/agentx/master";
+};
+
+// [access_log]: one line per finished connection, written by a background thread.
+struct AccessLogConfig {
+  bool enabled = false;
+  // Relative to state_dir (absolute after loading), like every file the daemon writes;
+  // "-" = standard output.
+  std::filesystem::path path = "access.log";
+};
+
 // The whole, validated configuration. Immutable once loaded; shared as shared_ptr<const Config>.
 struct Config {
   std::filesystem::path file;  // empty in quick mode
   ServiceConfig service;
+  MetricsConfig metrics;
+  SnmpConfig snmp;
+  AccessLogConfig access_log;
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
 

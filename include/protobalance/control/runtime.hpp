@@ -35,6 +35,8 @@ struct ReloadResult {
 
 struct RuntimeOptions {
   unsigned threads = 0;  // overrides [service] threads when not 0
+  // Where sessions log finished connections; null = no access log. Must outlive the Runtime.
+  net::AccessLogSink* access_log = nullptr;
 };
 
 // The running service: worker threads with their acceptors and sessions, the clusters, the
@@ -127,6 +129,7 @@ class Runtime {
   void finish_stop();
 
   std::shared_ptr<const config::Config> config_;
+  RuntimeOptions options_;
   std::chrono::milliseconds tick_;
   // Declared before the workers: sessions use them until the workers are joined.
   std::unique_ptr<affinity::Store> store_;

@@ -11,6 +11,7 @@
 
 #include "protobalance/affinity/affinity_map.hpp"
 #include "protobalance/balance/cluster.hpp"
+#include "protobalance/net/access_record.hpp"
 #include "protobalance/net/worker.hpp"
 
 namespace pb::net {
@@ -44,6 +45,8 @@ struct Route {
   // lookup counters. Used only when the cluster has affinity enabled.
   affinity::AffinityMap* affinity = nullptr;
   std::shared_ptr<AffinityStats> affinity_stats;
+  // Where finished connections are logged; null when the access log is off.
+  AccessLogSink* access_log = nullptr;
 };
 
 // Serves one client connection from accept to close, on `worker`'s thread: chooses a node,

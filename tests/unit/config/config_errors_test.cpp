@@ -72,12 +72,12 @@ weight = 2
 }
 
 TEST(ConfigErrors, ReportsUnknownTopLevelTablesAndKeys) {
-  // Verifies that tables not yet supported ([admin], [metrics]) and stray keys are errors at the
+  // Verifies that tables not yet supported ([admin], [stats]) and stray keys are errors at the
   // key.
   EXPECT_TRUE(single_error(
       load("[admin]\nsocket = \"admin.sock\"\n"), 1, 2,
       "unknown key 'admin' in the top level; allowed keys: service, listener, cluster"));
-  EXPECT_TRUE(single_error(load("\n\n[metrics]\n"), 3, 2, "unknown key 'metrics'"));
+  EXPECT_TRUE(single_error(load("\n\n[stats]\n"), 3, 2, "unknown key 'stats'"));
   EXPECT_TRUE(
       single_error(load("verbose = true\n"), 1, 1, "unknown key 'verbose' in the top level"));
   EXPECT_TRUE(single_error(load("[service.extra]\n"), 1, 10, "unknown key 'extra' in [service]"));
@@ -510,7 +510,7 @@ name = "n"
 address = "127.0.0.1:1"
 load_factor = 0
 
-[snmp]
+[snmpd]
 enabled = true
 )");
   EXPECT_EQ(result.config, nullptr);
@@ -521,7 +521,7 @@ enabled = true
   EXPECT_TRUE(error_at(result, 3, 9, 11, "cluster 'none' is not defined; defined clusters: c"));
   EXPECT_TRUE(error_at(result, 4, 13, 19, "connect_timeout has an invalid duration 'soon'"));
   EXPECT_TRUE(error_at(result, 5, 18, 15, "load_factor must be greater than 0"));
-  EXPECT_TRUE(error_at(result, 6, 20, 2, "unknown key 'snmp'"));
+  EXPECT_TRUE(error_at(result, 6, 20, 2, "unknown key 'snmpd'"));
   for (const Diagnostic& d : result.errors) {
     EXPECT_EQ(d.file, "test.toml");
   }

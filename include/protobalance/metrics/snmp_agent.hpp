@@ -1,0 +1,43 @@
+#pragma once
+
+#include <memory>
+
+#include "protobalance/config/config.hpp"
+#include "protobalance/metrics/sources.hpp"
+
+namespace pb::control {
+class Runtime;
+}
+
+namespace pb::metrics {
+
+// The root OID of PROTOBALANCE-MIB (config/snmp/PROTOBALANCE-MIB.txt): netSnmpPlaypen.7337.
+inline constexpr const char* kMibRootOid = ".1.3.6.1.4.1.8072.9999.9999.7337";
+
+// The AgentX sub-agent serving PROTOBALANCE-MIB: scalars (version, uptime, active connections,
+// affinity entries) and the node table, read from the runtime's snapshot and atomics at request
+// time.
+//
+// It runs the net-snmp agent library on its own thread (net-snmp is not thread-safe; nothing
+// else in the process may use it). When the master agent is absent or goes away, forwarding is
+// not affected: the sub-agent logs it once and reconnects, checking every ping interval.
+// Only one SnmpAgent may exist per process. Must be destroyed before `runtime`.
+class SnmpAgent {
+ public:
+  // How often the sub-agent pings the master, and retries when it has no connection.
+  static constexpr int kPingIntervalSeconds = 5;
+
+  // Starts the sub-agent thread and returns at once; never fails for want of a master agent.
+  // Throws std::logic_error if another SnmpAgent exists.
+  SnmpAgent(const control::Runtime& runtime, const config::SnmpConfig& cfg, ExtraSources extra);
+  // Unregisters from the master and stops the thread (within about a second).
+  ~SnmpAgent();
+  SnmpAgent(const SnmpAgent&) = delete;
+  SnmpAgent& operator=(const SnmpAgent&) = delete;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pb::metrics
