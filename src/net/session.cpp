@@ -38,11 +38,13 @@ std::string_view to_string(RelayEnd end) {
 }
 
 // Low latency for interactive protocols, and the raw send/recv of the relay need non-blocking
-// sockets. Failures here mean the peer is already gone, which the relay will notice.
-void prepare(tcp::socket& socket) {
+// sockets. A connected node socket is non-blocking already (Asio's async_connect made it so);
+// an accepted client socket is not. Failures here mean the peer is already gone, which the
+// relay will notice.
+void prepare(tcp::socket& socket, bool make_non_blocking) {
   boost::system::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
-  socket.non_blocking(true, ignored);
+  if (make_non_blocking) socket.non_blocking(true, ignored);
 }
 
 // Keeps the worker's and the listener's counts of live sessions right on every exit path.
@@ -149,7 +151,7 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
     if (log_entry.enabled()) log_entry.record().outcome = "client_gone";
     co_return;  // reset before we got to it
   }
-  prepare(client);
+  prepare(client, true);
   if (log_entry.enabled()) {
     log_entry.record().client_address = peer.address();
     log_entry.record().client_port = peer.port();
@@ -173,8 +175,10 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
   for (;;) {
     const std::int32_t chosen = cluster.choose(worker.index(), peer.address(), tried, preferred);
     if (chosen < 0) {
-      spdlog::debug("{}: no node of cluster {} can take client {}", route->listener,
-                    cluster.name(), peer.address().to_string());
+      if (spdlog::should_log(spdlog::level::debug)) {  // to_string() allocates: only when logged
+        spdlog::debug("{}: no node of cluster {} can take client {}", route->listener,
+                      cluster.name(), peer.address().to_string());
+      }
       count_reject(*route, RejectReason::no_node);
       if (log_entry.enabled()) log_entry.record().outcome = "no_node";
       co_return;  // closing the client promptly is the only honest answer
@@ -183,10 +187,13 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
     const balance::Node& node = cluster.nodes()[index];
 
     tcp::socket upstream(worker.context());
-    entry.node = &upstream;  // so that a stop or kill also cancels the connect
+    // So that a stop, or the node being taken offline, also cancels the connect.
+    entry.node = &upstream;
+    entry.node_runtime = node.runtime.get();
     const auto started = std::chrono::steady_clock::now();
     ec = co_await connect_with_timeout(upstream, node.endpoint, cfg.connect_timeout);
     entry.node = nullptr;
+    entry.node_runtime = nullptr;
     if (log_entry.enabled()) ++log_entry.record().attempts;
     if (!client.is_open()) {  // stopped or killed while connecting
       cluster.release(index);
@@ -218,7 +225,7 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
     }
     const auto connect_time = std::chrono::steady_clock::now() - started;
     cluster.on_connected(index, connect_time);
-    prepare(upstream);
+    prepare(upstream, false);
     if (use_affinity) record_affinity(*route, cluster, client_key, recorded, affine, index);
 
     entry.node = &upstream;
@@ -247,9 +254,11 @@ asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> r
       record.bytes_to_client = result.bytes_to_client;
       record.outcome = outcome(result.end, entry);
     }
-    spdlog::debug("{}: {}:{} via {}/{}: {} bytes to node, {} to client, {}", route->listener,
-                  peer.address().to_string(), peer.port(), cluster.name(), node.name,
-                  result.bytes_to_node, result.bytes_to_client, to_string(result.end));
+    if (spdlog::should_log(spdlog::level::debug)) {  // to_string() allocates: only when logged
+      spdlog::debug("{}: {}:{} via {}/{}: {} bytes to node, {} to client, {}", route->listener,
+                    peer.address().to_string(), peer.port(), cluster.name(), node.name,
+                    result.bytes_to_node, result.bytes_to_client, to_string(result.end));
+    }
     co_return;
   }
 }
