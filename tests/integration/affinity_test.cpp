@@ -2,6 +2,8 @@
 // real clients from distinct loopback addresses, and pbadmin reading the database.
 #include <signal.h>
 
+#include <functional>
+
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
@@ -158,9 +160,9 @@ TEST(Affinity, ListWorksWhileTheDaemonIsDownWithFiltersAndJson) {
   EXPECT_NE(table.output.find(source(5)), std::string::npos);
 }
 
-TEST(Affinity, RemovedOrDrainingNodeMovesItsClients) {
-  // Verifies that clients of a node that is removed from the configuration, or configured
-  // draining, are moved to the node that serves them next, and the list shows the new node.
+// Serves six clients over a, b and c, restarts on the configuration `rewrite` writes, and checks
+// that every client is now served by a and listed on a.
+void check_clients_move_to_a(const std::function<void(AffinityFixture&)>& rewrite) {
   AffinityFixture f;
   f.write();
   std::map<std::string, std::string> first;
@@ -170,8 +172,7 @@ TEST(Affinity, RemovedOrDrainingNodeMovesItsClients) {
     balancer.process().signal(SIGTERM);
     ASSERT_EQ(balancer.process().wait_exit(in(10s)), 0);
   }
-  // Restart with node c removed and node b draining.
-  f.write("30d", {"a", "b"}, {{"b", "state = \"draining\""}});
+  rewrite(f);
   {
     Balancer balancer({"--config", f.file.string()});
     for (int i = 0; i < 6; ++i) {
@@ -182,6 +183,22 @@ TEST(Affinity, RemovedOrDrainingNodeMovesItsClients) {
     ASSERT_EQ(balancer.process().wait_exit(in(10s)), 0);
   }
   for (int i = 0; i < 6; ++i) EXPECT_EQ(listed_node(f.file, source(i)), "a") << source(i);
+}
+
+TEST(Affinity, RemovedOrDrainingNodeMovesItsClients) {
+  // Verifies that clients of a node removed from the configuration (c), or draining (b), are
+  // moved to the node that serves them next, and the list shows the new node.
+  check_clients_move_to_a([](AffinityFixture& f) {
+    f.write("30d", {"a", "b"}, {{"b", "state = \"draining\""}});
+  });
+}
+
+TEST(Affinity, OfflineNodeMovesItsClients) {
+  // Verifies that clients of nodes that are offline (b and c) are moved for good to a.
+  check_clients_move_to_a([](AffinityFixture& f) {
+    f.write("30d", {"a", "b", "c"},
+            {{"b", "state = \"offline\""}, {"c", "state = \"offline\""}});
+  });
 }
 
 TEST(Affinity, TransientFailureKeepsTheEntryAndTheClientReturns) {
