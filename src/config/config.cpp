@@ -71,12 +71,15 @@ namespace {
 namespace fs = std::filesystem;
 using Keys = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 6> kTopKeys{"service", "listener",   "cluster",
-                                                   "metrics", "access_log", "snmp"};
+constexpr std::array<std::string_view, 7> kTopKeys{"service", "listener",   "cluster", "metrics",
+                                                   "access_log", "snmp",     "admin"};
 constexpr std::array<std::string_view, 4> kServiceKeys{"threads", "state_dir", "shutdown_timeout",
                                                        "log_level"};
 constexpr std::array<std::string_view, 3> kListenerKeys{"name", "listen", "cluster"};
 constexpr std::array<std::string_view, 1> kMetricsKeys{"listen"};
+constexpr std::array<std::string_view, 1> kAdminKeys{"socket"};
+// sockaddr_un::sun_path holds 108 bytes with the terminating NUL.
+constexpr std::size_t kMaxSocketPath = 107;
 constexpr std::array<std::string_view, 2> kSnmpKeys{"enabled", "agentx"};
 constexpr std::array<std::string_view, 2> kAccessLogKeys{"enabled", "path"};
 constexpr std::array<std::string_view, 9> kClusterKeys{
@@ -197,6 +200,9 @@ class Loader {
     read_root(root);
     return finish();
   }
+
+  // From now on only [service] state_dir and [admin] socket are read (find_admin_socket()).
+  void only_admin_socket() { admin_socket_only_ = true; }
 
   // Reports a problem that concerns the file as a whole (for example, it cannot be read).
   LoadResult fail(std::string message) {
@@ -346,6 +352,9 @@ class Loader {
     const toml::node* listeners = nullptr;
     for (auto&& [key, value] : root) {
       const std::string_view k = key.str();
+      if (admin_socket_only_ && k != "service" && k != "admin") {
+        continue;
+      }
       if (k == "service") {
         if (const auto* t = value.as_table()) {
           read_service(*t);
@@ -355,6 +364,13 @@ class Loader {
         }
       } else if (k == "metrics" || k == "snmp" || k == "access_log") {
         read_observability_section(k, value);
+      } else if (k == "admin") {
+        if (const auto* t = value.as_table()) {
+          read_admin(*t);
+        } else {
+          error(value,
+                fmt::format("admin must be a table, written [admin], got {}", type_name(value)));
+        }
       } else if (k == "listener") {
         listeners = &value;  // after the clusters, which listeners refer to
       } else if (k == "cluster") {
@@ -372,12 +388,16 @@ class Loader {
     }
     resolve_state_dir();
     resolve_access_log_path();
+    resolve_admin_socket();
   }
 
   void read_service(const toml::table& table) {
     ServiceConfig& service = config_.service;
     for (auto&& [key, value] : table) {
       const std::string_view k = key.str();
+      if (admin_socket_only_ && k != "state_dir") {
+        continue;
+      }
       if (k == "threads") {
         if (const auto v = read_integer(value, k, 0, 1024)) {
           service.threads = static_cast<unsigned>(*v);
@@ -417,6 +437,41 @@ class Loader {
       dir = base_dir_ / dir;
     }
     dir = dir.lexically_normal();
+  }
+
+  void read_admin(const toml::table& table) {
+    for (auto&& [key, value] : table) {
+      if (key.str() != "socket") {
+        unknown_key(key, "[admin]", kAdminKeys);
+        continue;
+      }
+      if (auto v = read_string(value, "socket")) {
+        if (v->empty()) {
+          error(value, "socket must not be empty; expected a path such as \"admin.sock\"");
+        } else {
+          config_.admin.socket = std::move(*v);
+          config_.admin.socket_pos = to_pos(value.source());
+        }
+      }
+    }
+  }
+
+  // Relative to state_dir, next to the database. The kernel refuses longer Unix socket paths
+  // at bind time; here the operator learns it from --check, with the position when the path
+  // was written in the file.
+  void resolve_admin_socket() {
+    fs::path& socket = config_.admin.socket;
+    if (socket.is_relative()) {
+      socket = config_.service.state_dir / socket;
+    }
+    socket = socket.lexically_normal();
+    const std::size_t length = socket.native().size();
+    if (length > kMaxSocketPath) {
+      error(config_.admin.socket_pos,
+            fmt::format("the admin socket path {} is {} bytes long; a Unix socket path can have "
+                        "at most {}: set a shorter [admin] socket (or state_dir)",
+                        socket.string(), length, kMaxSocketPath));
+    }
   }
 
   // [metrics], [snmp] and [access_log]: plain tables of a few keys each.
@@ -841,12 +896,14 @@ class Loader {
   // cause a second report ("unknown cluster") elsewhere.
   std::map<std::string, SourcePos, std::less<>> cluster_names_;
   std::map<std::string, SourcePos, std::less<>> listener_names_;
+  bool admin_socket_only_ = false;
 };
 
-}  // namespace
-
-LoadResult load_file(const fs::path& file) {
+LoadResult load_from_file(const fs::path& file, bool admin_socket_only) {
   Loader loader(file.string(), file.parent_path());
+  if (admin_socket_only) {
+    loader.only_admin_socket();
+  }
   std::error_code ec;
   if (fs::is_directory(file, ec)) {
     return loader.fail("cannot read configuration file: it is a directory");
@@ -872,6 +929,21 @@ LoadResult load_file(const fs::path& file) {
   return loader.run(text, ec ? file : absolute.lexically_normal());
 }
 
+}  // namespace
+
+LoadResult load_file(const fs::path& file) {
+  return load_from_file(file, false);
+}
+
+std::optional<fs::path> find_admin_socket(const fs::path& file, std::vector<Diagnostic>& errors) {
+  LoadResult result = load_from_file(file, true);
+  if (!result.config) {
+    errors = std::move(result.errors);
+    return std::nullopt;
+  }
+  return result.config->admin.socket;
+}
+
 LoadResult load_string(std::string_view text, const std::string& source_name,
                        const fs::path& base_dir) {
   return Loader(source_name, base_dir).run(text, fs::path{});
@@ -886,6 +958,7 @@ std::shared_ptr<const Config> make_quick_config(const Endpoint& listen,
   std::error_code ec;
   fs::path cwd = fs::current_path(ec);
   config->service.state_dir = (ec ? fs::path("var") : cwd / "var").lexically_normal();
+  config->admin.socket = config->service.state_dir / "admin.sock";  // unused: no admin API
 
   ClusterConfig cluster;
   cluster.name = "default";

@@ -20,6 +20,7 @@
 
 #include "protobalance/balance/algorithm.hpp"
 #include "protobalance/config/duration.hpp"
+#include "protobalance/control/admin_server.hpp"
 #include "protobalance/net/connect.hpp"
 
 namespace pb::control {
@@ -171,6 +172,7 @@ void Runtime::schedule_affinity_sweep() {
 }
 
 Runtime::~Runtime() {
+  admin_.reset();  // removes the socket file
   for (auto& worker : workers_) worker->stop();
   for (auto& worker : workers_) worker->join();
 }
@@ -286,9 +288,8 @@ void Runtime::start_group(const ListenerGroup& group) {
   }
   const auto& ep = group.bound;
   spdlog::info("listener {} on {} -> cluster {}", group.config.name,
-               fmt::format("{}:{}", ep.address().is_v6() ? "[" + ep.address().to_string() + "]"
-                                                         : ep.address().to_string(),
-                           ep.port()),
+               ep.address().is_v6() ? fmt::format("[{}]:{}", ep.address().to_string(), ep.port())
+                                    : fmt::format("{}:{}", ep.address().to_string(), ep.port()),
                snapshot()->routes.at(group.config.name));
   std::lock_guard lock(snapshot_mutex_);
   bound_[group.config.name] = ep;
@@ -312,6 +313,10 @@ void Runtime::start() {
     route_group(group, *snap);
     listeners_.emplace(listener_cfg.name, std::move(group));
   }
+  // Before anything is announced: a socket that cannot be created stops the start-up (unless
+  // the whole state_dir is unusable, see AdminServer::start). Quick mode has no admin API
+  // (nothing to reload, no state_dir an operator chose).
+  if (!config_->file.empty()) admin_ = AdminServer::start(*this, *config_);
   for (const auto& [name, group] : listeners_) start_group(group);
   start_prober();
   schedule_affinity_sweep();
@@ -613,6 +618,7 @@ void Runtime::finish_stop() {
     for (auto& worker : workers_) worker->join();
     signals_.cancel();
     affinity_sweep_timer_.cancel();
+    if (admin_) admin_->stop();
     control_.stop();
     return;
   }

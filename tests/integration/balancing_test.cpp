@@ -277,9 +277,10 @@ TEST(Balancing, HashKeepsEachClientOnOneNodeAndTwinInstancesAgree) {
                        2);
   };
   TempDir dir;
-  auto first = start_balancer(dir, cluster("000102030405060708090a0b0c0d0e0f"), "first.toml");
-  auto twin = start_balancer(dir, cluster("000102030405060708090a0b0c0d0e0f"), "twin.toml");
-  auto other = start_balancer(dir, cluster("f0e0d0c0b0a090807060504030201000"), "other.toml");
+  // Each instance in a folder of its own: two daemons may not share a state_dir (admin socket).
+  auto first = start_balancer(dir, cluster("000102030405060708090a0b0c0d0e0f"), "first/pb.toml");
+  auto twin = start_balancer(dir, cluster("000102030405060708090a0b0c0d0e0f"), "twin/pb.toml");
+  auto other = start_balancer(dir, cluster("f0e0d0c0b0a090807060504030201000"), "other/pb.toml");
 
   std::set<std::string> used;
   int moved_by_other_key = 0;

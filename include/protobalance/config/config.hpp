@@ -83,6 +83,13 @@ struct ServiceConfig {
   std::string log_level = "info";
 };
 
+// [admin]: the admin API's Unix socket, through which pbadmin changes the running daemon.
+struct AdminConfig {
+  // Relative to state_dir (absolute after loading), like every file the daemon writes.
+  std::filesystem::path socket = "admin.sock";
+  SourcePos socket_pos;  // of the value; 0:0 when the default is used
+};
+
 // [metrics]: the Prometheus exporter. No exporter when `listen` is empty (the default), so that
 // several balancers on one host never fight over a default port.
 struct MetricsConfig {
@@ -111,6 +118,7 @@ struct AccessLogConfig {
 struct Config {
   std::filesystem::path file;  // empty in quick mode
   ServiceConfig service;
+  AdminConfig admin;
   MetricsConfig metrics;
   SnmpConfig snmp;
   AccessLogConfig access_log;
@@ -137,6 +145,14 @@ struct LoadResult {
 // Parses and validates a TOML configuration file. Every problem is reported, not only the first.
 // Relative paths in the file are taken relative to the file's folder.
 LoadResult load_file(const std::filesystem::path& file);
+
+// Where the admin socket of the configuration in `file` is, from [service] state_dir and [admin]
+// socket alone: pbadmin reaches a running balancer also while other parts of the file are being
+// edited and have errors (`pbadmin reload` then shows them as the balancer found them). Returns
+// nullopt, with the diagnostics in `errors`, when the file cannot be read or parsed as TOML or
+// one of those two keys is wrong.
+std::optional<std::filesystem::path> find_admin_socket(const std::filesystem::path& file,
+                                                       std::vector<Diagnostic>& errors);
 
 // Same, for text already in memory. `source_name` is used in diagnostics, `base_dir` for paths.
 LoadResult load_string(std::string_view text, const std::string& source_name,

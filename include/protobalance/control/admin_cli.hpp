@@ -1,5 +1,6 @@
 #pragma once
 
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <optional>
 #include <ostream>
@@ -25,8 +26,17 @@ inline constexpr const char* kDefaultConfigFile = "/etc/protobalance/protobalanc
 // Results go to `out`, messages and errors to `err`; returns the exit code. --help and
 // --version print to `out` and return 0.
 //
-// Commands: `affinity list [--cluster C] [--node N] [--client ADDR]` reads the database in the
-// configuration's state_dir directly and read-only, so it works with the daemon running or not.
+// Commands:
+//   status                                  listeners, clusters, nodes (admin API)
+//   node set CLUSTER NODE STATE             available|draining|offline or green|yellow|red
+//   reload                                  prints the changes, or the file's errors (exit 1)
+//   route LISTENER CLUSTER | route LISTENER --reset
+//   affinity list [--cluster C] [--node N] [--client ADDR]
+//   affinity forget CLIENT [--cluster C]
+//   affinity pin CLIENT NODE --cluster C
+// `affinity list` reads the database in the configuration's state_dir directly and read-only,
+// so it works with the daemon running or not; every other command talks to the daemon over the
+// [admin] socket, HTTP/1.1 + JSON (see admin_server.hpp), and --json prints its answer.
 int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 int run_pbadmin(int argc, char** argv);  // std::cout and std::cerr
 
@@ -45,6 +55,11 @@ std::vector<affinity::AffinityRow> select_affinity(std::vector<affinity::Affinit
                                                    const AffinityFilter& filter,
                                                    const affinity::TtlTable& ttls,
                                                    affinity::Clock::time_point now);
+
+// What `status` prints for people, from the daemon's GET /v1/status document: an aligned table of
+// listeners, then per cluster a line (algorithm, affinity on/off) and an indented table of its
+// nodes. State words only, no colour; "-" for no limit, no fall-over node or a missing field.
+std::string format_status(const boost::json::object& status);
 
 // "2026-11-21T19:45:03Z".
 std::string format_utc(std::int64_t unix_seconds);

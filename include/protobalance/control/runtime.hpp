@@ -23,6 +23,8 @@
 
 namespace pb::control {
 
+class AdminServer;
+
 // Loads a configuration file and runs every check of every area on it.
 config::LoadResult load_config(const std::filesystem::path& file);
 
@@ -71,6 +73,9 @@ class Runtime {
   const std::shared_ptr<const config::Config>& config() const { return config_; }
   // The control thread's io_context (signals, admin API): run by run().
   boost::asio::io_context& control_context() { return control_; }
+
+  // True once a stop signal was taken: the admin API then refuses changes. Control thread only.
+  bool stopping() const { return stopping_; }
 
   // Counts of reloads by result, for metrics.
   std::uint64_t reloads_ok() const { return reloads_ok_.load(std::memory_order_relaxed); }
@@ -154,6 +159,8 @@ class Runtime {
   std::chrono::steady_clock::time_point drain_deadline_;
   bool stopping_ = false;
   bool killed_sessions_ = false;
+  // The admin API (not in quick mode). Declared after control_, whose sockets it holds.
+  std::unique_ptr<AdminServer> admin_;
 };
 
 }  // namespace pb::control

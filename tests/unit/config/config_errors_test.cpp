@@ -72,11 +72,11 @@ weight = 2
 }
 
 TEST(ConfigErrors, ReportsUnknownTopLevelTablesAndKeys) {
-  // Verifies that tables not yet supported ([admin], [stats]) and stray keys are errors at the
+  // Verifies that tables not supported ([control], [stats]) and stray keys are errors at the
   // key.
   EXPECT_TRUE(single_error(
-      load("[admin]\nsocket = \"admin.sock\"\n"), 1, 2,
-      "unknown key 'admin' in the top level; allowed keys: service, listener, cluster"));
+      load("[control]\nsocket = \"admin.sock\"\n"), 1, 2,
+      "unknown key 'control' in the top level; allowed keys: service, listener, cluster"));
   EXPECT_TRUE(single_error(load("\n\n[stats]\n"), 3, 2, "unknown key 'stats'"));
   EXPECT_TRUE(
       single_error(load("verbose = true\n"), 1, 1, "unknown key 'verbose' in the top level"));
