@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up (Debian packages, Release build) and runs Proto Balance on the example
 # configuration with two demo HTTP nodes (alpha on 9001, beta on 9002). In another terminal:
-#   curl http://127.0.0.1:8080/      (repeat it: the answers alternate between the nodes)
+#   curl http://127.0.0.1:8080/      (repeat it: the answers spread over the two nodes)
 # Ctrl-C stops the balancer and the demo nodes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
