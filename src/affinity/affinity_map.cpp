@@ -49,17 +49,23 @@ std::optional<std::string> AffinityMap::lookup(std::string_view cluster, const C
   return it->second.node;
 }
 
+std::pair<AffinityMap::Entry&, bool> AffinityMap::find_or_add(Shard& shard,
+                                                               std::string_view cluster,
+                                                               const ClientKey& key) {
+  auto c = shard.clusters.find(cluster);
+  if (c == shard.clusters.end()) c = shard.clusters.emplace(std::string(cluster), Clients{}).first;
+  auto [it, inserted] = c->second.try_emplace(key);
+  if (inserted) size_.fetch_add(1, std::memory_order_relaxed);
+  return {it->second, inserted};
+}
+
 void AffinityMap::record(std::string_view cluster, const ClientKey& key, std::string_view node,
                          Clock::time_point now) {
   const std::int64_t t = unix_seconds(now);
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto c = shard.clusters.find(cluster);
-  if (c == shard.clusters.end()) c = shard.clusters.emplace(std::string(cluster), Clients{}).first;
-  auto [it, inserted] = c->second.try_emplace(key);
-  Entry& entry = it->second;
+  auto [entry, inserted] = find_or_add(shard, cluster, key);
   if (inserted) {
-    size_.fetch_add(1, std::memory_order_relaxed);
     entry = Entry{std::string(node), t, t, t, 1};
     store_put(cluster, key, entry);
     return;
@@ -79,14 +85,8 @@ void AffinityMap::pin(std::string_view cluster, const ClientKey& key, std::strin
   const std::int64_t t = unix_seconds(now);
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto c = shard.clusters.find(cluster);
-  if (c == shard.clusters.end()) c = shard.clusters.emplace(std::string(cluster), Clients{}).first;
-  auto [it, inserted] = c->second.try_emplace(key);
-  Entry& entry = it->second;
-  if (inserted) {
-    size_.fetch_add(1, std::memory_order_relaxed);
-    entry.first_seen = t;
-  }
+  auto [entry, inserted] = find_or_add(shard, cluster, key);
+  if (inserted) entry.first_seen = t;
   entry.node = node;
   // A pin counts as use: the entry lives a full TTL from now even if the client is quiet.
   entry.last_seen = std::max(entry.last_seen, t);

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "protobalance/affinity/client_key.hpp"
@@ -92,6 +93,9 @@ class AffinityMap {
   };
 
   Shard& shard_for(const ClientKey& key);
+  // The client's entry in `cluster` (created empty and counted when new: `second` is true).
+  // Call with the shard's mutex held.
+  std::pair<Entry&, bool> find_or_add(Shard& shard, std::string_view cluster, const ClientKey& key);
   void store_put(std::string_view cluster, const ClientKey& key, Entry& entry);
   void store_erase(std::string_view cluster, const ClientKey& key);
 
