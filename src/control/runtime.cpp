@@ -239,7 +239,7 @@ Runtime::ListenerGroup Runtime::open_group(const config::ListenerConfig& cfg) {
   group.config = cfg;
   tcp::endpoint endpoint = cfg.endpoint;
   for (auto& worker : workers_) {
-    tcp::acceptor acceptor(worker->context());
+    net::Acceptor acceptor(worker->context());
     try {
       acceptor = net::open_acceptor(worker->context(), endpoint);
     } catch (const boost::system::system_error& e) {
@@ -501,8 +501,8 @@ void Runtime::start_prober() {
 }
 
 asio::awaitable<void> Runtime::probe_loop() {
-  auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer timer(executor);
+  net::Worker& worker = *workers_.front();
+  asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     timer.expires_after(std::chrono::milliseconds(100));
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -519,11 +519,11 @@ asio::awaitable<void> Runtime::probe_loop() {
             now + std::chrono::nanoseconds(cfg.retry_interval + cfg.connect_timeout).count(),
             std::memory_order_relaxed);
         asio::co_spawn(
-            executor,
-            [cluster, i]() -> asio::awaitable<void> {
-              tcp::socket probe(co_await asio::this_coro::executor);
+            worker.context(),
+            [cluster, i, &worker]() -> net::Task<void> {
+              net::Socket probe(worker.context());
               const auto& node = cluster->nodes()[i];
-              auto result = co_await net::connect_with_timeout(probe, node.endpoint,
+              auto result = co_await net::connect_with_timeout(worker, probe, node.endpoint,
                                                                cluster->config().connect_timeout);
               cluster->on_probe(i, !result);
             },

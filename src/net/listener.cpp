@@ -6,7 +6,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include "protobalance/net/connect.hpp"
@@ -35,8 +34,8 @@ void on_session_done(const std::exception_ptr& error) {
 
 }  // namespace
 
-tcp::acceptor open_acceptor(asio::io_context& context, const tcp::endpoint& endpoint) {
-  tcp::acceptor acceptor(context);
+Acceptor open_acceptor(asio::io_context& context, const tcp::endpoint& endpoint) {
+  Acceptor acceptor(context);
   acceptor.open(endpoint.protocol());
   acceptor.set_option(tcp::acceptor::reuse_address(true));
   int one = 1;
@@ -49,7 +48,7 @@ tcp::acceptor open_acceptor(asio::io_context& context, const tcp::endpoint& endp
   return acceptor;
 }
 
-Listener::Listener(Worker& worker, tcp::acceptor acceptor, std::shared_ptr<const Route> route,
+Listener::Listener(Worker& worker, Acceptor acceptor, std::shared_ptr<const Route> route,
                    AcceptStats& stats)
     : worker_(worker),
       acceptor_(std::move(acceptor)),
@@ -68,13 +67,15 @@ void Listener::close() {
   pause_timer_.cancel();
 }
 
-asio::awaitable<void> Listener::accept_loop() {
+Task<void> Listener::accept_loop() {
   bool warned_descriptors = false;
   while (acceptor_.is_open()) {
-    auto [ec, socket] = co_await acceptor_.async_accept(worker_.context(),
-                                                        asio::as_tuple(asio::use_awaitable));
+    // The peer's address comes from accept() itself: no getpeername() per connection.
+    Socket socket(worker_.context());
+    tcp::endpoint peer;
+    auto [ec] = co_await acceptor_.async_accept(socket, peer, asio::as_tuple(use_task));
     if (!ec) {
-      asio::co_spawn(worker_.context(), run_session(worker_, route_, std::move(socket)),
+      asio::co_spawn(worker_.context(), run_session(worker_, route_, std::move(socket), peer),
                      on_session_done);
       continue;
     }
@@ -89,7 +90,7 @@ asio::awaitable<void> Listener::accept_loop() {
         warned_descriptors = true;
       }
       pause_timer_.expires_after(kAcceptPause);
-      co_await pause_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+      co_await pause_timer_.async_wait(asio::as_tuple(use_task));
       continue;
     }
     // ECONNABORTED and friends: the client gave up before we accepted; nothing to do.

@@ -4,146 +4,214 @@
 
 #include <cerrno>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 namespace pb::net {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-using namespace boost::asio::experimental::awaitable_operators;
 
 namespace {
 
 // Reads per readiness event before yielding to other sessions of the worker (fairness).
 constexpr int kMaxBurst = 16;
 
-enum class PumpEnd : std::uint8_t { eof, read_error, write_error, aborted, early_close };
+}  // namespace
 
-struct RelayState {
-  Worker& worker;
-  SessionEntry& entry;
-  bool allow_early_close;
-  bool consumed = false;  // a byte was read from either side: no fall-over from here on
-  std::uint64_t to_node = 0;
-  std::uint64_t to_client = 0;
-};
+Relay::Relay(Socket& client, Socket& node, Worker& worker, SessionEntry& entry,
+             bool allow_early_close)
+    : worker_(worker),
+      entry_(entry),
+      up_(this, client, node, false),
+      down_(this, node, client, true),
+      allow_early_close_(allow_early_close) {}
 
-// Writes all of [data, data + size) to `to`, waiting for writability as needed.
-asio::awaitable<bool> write_all(tcp::socket& to, const std::byte* data, std::size_t size) {
-  std::size_t done = 0;
+void Relay::start() {
+  starting_ = true;
+  pump(up_);
+  pump(down_);
+  starting_ = false;
+  if (up_.state == State::ended && down_.state == State::ended) complete(true);
+}
+
+RelayResult Relay::result() const {
+  RelayResult r;
+  r.bytes_to_node = up_.bytes;
+  r.bytes_to_client = down_.bytes;
+  if (down_.end == End::early_close) {
+    r.end = RelayEnd::node_closed_early;
+  } else if (entry_.killed || entry_.idle_expired) {
+    r.end = RelayEnd::closed;
+  } else if (up_.end == End::read_error || down_.end == End::write_error) {
+    r.end = RelayEnd::client_error;
+  } else if (down_.end == End::read_error || up_.end == End::write_error) {
+    r.end = RelayEnd::node_error;
+  } else if (up_.end == End::aborted || down_.end == End::aborted) {
+    r.end = RelayEnd::closed;
+  } else {
+    r.end = RelayEnd::finished;
+  }
+  return r;
+}
+
+// Tries to read first (the peer has often sent already), then waits for readiness; the buffer
+// goes back to the pool before any wait for readability.
+void Relay::pump(Direction& d) {
+  if (stopping_ || !d.from->is_open() || !d.to->is_open()) {
+    end(d, End::aborted);
+    return;
+  }
+  auto buffer = worker_.buffers().borrow();
+  for (int burst = 0; burst < kMaxBurst;) {
+    const ssize_t n = ::recv(d.from->native_handle(), buffer.data(), buffer.size(), 0);
+    if (n > 0) {
+      ++burst;
+      consumed_ = true;
+      entry_.last_tick = worker_.tick();
+      const auto size = static_cast<std::size_t>(n);
+      std::size_t done = 0;
+      if (!send_some(d, buffer.data(), size, done)) {
+        end(d, d.to->is_open() ? End::write_error : End::aborted);
+        return;
+      }
+      if (done < size) {  // the receiver is slow: keep the bytes until it has room
+        d.pending = buffer.release();
+        d.write_offset = static_cast<std::uint32_t>(done);
+        d.write_size = static_cast<std::uint32_t>(size);
+        wait_write(d);
+        return;
+      }
+      d.bytes += size;
+      // A short read almost always means the socket is drained; skip the recv that would only
+      // say EAGAIN.
+      if (size < buffer.size()) {
+        wait_read(d);
+        return;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      wait_read(d);
+      return;
+    }
+    if (!d.from->is_open()) {
+      end(d, End::aborted);
+    } else if (d.from_node && allow_early_close_ && !consumed_) {
+      end(d, End::early_close);
+    } else if (n < 0) {
+      end(d, End::read_error);
+    } else {
+      consumed_ = true;  // a FIN passed on counts as traffic: the node may react to it
+      end(d, End::eof);
+    }
+    return;
+  }
+  yield(d);  // bytes still waiting: let the worker's other sessions run first
+}
+
+void Relay::continue_write(Direction& d) {
+  std::size_t done = d.write_offset;
+  if (!send_some(d, d.pending.get(), d.write_size, done)) {
+    give_back(d);
+    end(d, d.to->is_open() ? End::write_error : End::aborted);
+    return;
+  }
+  if (done < d.write_size) {
+    d.write_offset = static_cast<std::uint32_t>(done);
+    wait_write(d);
+    return;
+  }
+  d.bytes += d.write_size;
+  give_back(d);
+  pump(d);
+}
+
+bool Relay::send_some(Direction& d, const std::byte* data, std::size_t size, std::size_t& done) {
   while (done < size) {
-    ssize_t n = ::send(to.native_handle(), data + done, size - done, MSG_NOSIGNAL);
+    const ssize_t n = ::send(d.to->native_handle(), data + done, size - done, MSG_NOSIGNAL);
     if (n >= 0) {
       done += static_cast<std::size_t>(n);
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) co_return false;
-    auto [ec] = co_await to.async_wait(tcp::socket::wait_write, asio::as_tuple(asio::use_awaitable));
-    if (ec) co_return false;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
   }
-  co_return true;
+  return true;
 }
 
-// One direction of the relay. Tries to read first (the peer has often sent already), then waits
-// for readiness; the buffer lease never spans a wait for readability.
-asio::awaitable<PumpEnd> pump(tcp::socket& from, tcp::socket& to, bool from_node, RelayState& st) {
-  std::uint64_t& counter = from_node ? st.to_client : st.to_node;
-  for (;;) {
-    bool drained = false;
-    {
-      auto buffer = st.worker.buffers().borrow();
-      for (int burst = 0; burst < kMaxBurst && !drained; ++burst) {
-        ssize_t n = ::recv(from.native_handle(), buffer.data(), buffer.size(), 0);
-        if (n > 0) {
-          st.consumed = true;
-          st.entry.last_tick = st.worker.tick();
-          auto size = static_cast<std::size_t>(n);
-          if (!co_await write_all(to, buffer.data(), size)) {
-            co_return to.is_open() ? PumpEnd::write_error : PumpEnd::aborted;
-          }
-          counter += size;
-          // A short read almost always means the socket is drained; skip the recv that would
-          // only say EAGAIN.
-          drained = size < buffer.size();
-          continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-          drained = true;
-          break;
-        }
-        if (!from.is_open()) co_return PumpEnd::aborted;
-        if (from_node && st.allow_early_close && !st.consumed) co_return PumpEnd::early_close;
-        if (n < 0) co_return PumpEnd::read_error;
-        st.consumed = true;  // a FIN passed on counts as traffic: the node may react to it
-        boost::system::error_code ignored;
-        to.shutdown(tcp::socket::shutdown_send, ignored);  // pass the FIN on
-        co_return PumpEnd::eof;
-      }
-    }
-    if (!drained) {
-      // Burst limit reached with bytes still waiting: let the worker's other sessions run.
-      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-      continue;
-    }
-    auto [ec] = co_await from.async_wait(tcp::socket::wait_read, asio::as_tuple(asio::use_awaitable));
-    if (ec) co_return PumpEnd::aborted;
-  }
+void Relay::give_back(Direction& d) {
+  const BufferPool::Lease lease(worker_.buffers(), std::move(d.pending));  // back to the pool
 }
 
-// Runs one direction; when it ends in a way that must end the other direction too, cancels that
-// direction's pending wait. An early close cancels only the client's wait so the client socket
-// stays usable for the next node.
-asio::awaitable<PumpEnd> direction(tcp::socket& from, tcp::socket& to, bool from_node,
-                                   RelayState& st) {
-  PumpEnd end = co_await pump(from, to, from_node, st);
+void Relay::wait_read(Direction& d) {
+  d.state = State::waiting_read;
+  d.from->async_wait(Socket::wait_read, Resume(d));
+}
+
+void Relay::wait_write(Direction& d) {
+  d.state = State::waiting_write;
+  d.to->async_wait(Socket::wait_write, Resume(d));
+}
+
+void Relay::yield(Direction& d) {
+  d.state = State::yielding;
+  asio::post(d.from->get_executor(), asio::append(Resume(d), boost::system::error_code()));
+}
+
+void Relay::end(Direction& d, End how) {
+  d.state = State::ended;
+  d.end = how;
   boost::system::error_code ignored;
-  switch (end) {
-    case PumpEnd::eof:
-    case PumpEnd::aborted:
+  switch (how) {
+    case End::eof:
+      // Pass the FIN on. When the other direction has ended already, the relay is over and
+      // closing the socket sends the FIN: one system call less per connection.
+      if (other(d).state != State::ended) d.to->shutdown(Socket::shutdown_send, ignored);
       break;
-    case PumpEnd::early_close:
-      to.cancel(ignored);  // `to` is the client here
+    case End::early_close:
+      up_.from->cancel(ignored);  // the client's wait; the client socket itself stays usable
       break;
-    case PumpEnd::read_error:
-    case PumpEnd::write_error:
-      from.cancel(ignored);
-      to.cancel(ignored);
+    case End::read_error:
+    case End::write_error:
+      stopping_ = true;
+      d.from->cancel(ignored);
+      d.to->cancel(ignored);
+      break;
+    case End::none:
+    case End::aborted:
       break;
   }
-  co_return end;
 }
 
-}  // namespace
-
-asio::awaitable<RelayResult> relay(tcp::socket& client, tcp::socket& node, Worker& worker,
-                                   SessionEntry& entry, bool allow_early_close) {
-  RelayState st{worker, entry, allow_early_close};
-  // `&&`, not `||`: the first end of stream must not end the other direction (half-close).
-  auto [up, down] = co_await (direction(client, node, false, st) && direction(node, client, true, st));
-
-  RelayResult result;
-  result.bytes_to_node = st.to_node;
-  result.bytes_to_client = st.to_client;
-  if (down == PumpEnd::early_close) {
-    result.end = RelayEnd::node_closed_early;
-  } else if (entry.killed || entry.idle_expired) {
-    result.end = RelayEnd::closed;
-  } else if (up == PumpEnd::read_error || down == PumpEnd::write_error) {
-    result.end = RelayEnd::client_error;
-  } else if (down == PumpEnd::read_error || up == PumpEnd::write_error) {
-    result.end = RelayEnd::node_error;
-  } else if (up == PumpEnd::aborted || down == PumpEnd::aborted) {
-    result.end = RelayEnd::closed;
-  } else {
-    result.end = RelayEnd::finished;
+void Relay::on_ready(Direction& d, const boost::system::error_code& ec) {
+  --pending_;
+  switch (d.state) {
+    case State::waiting_read:
+      if (ec) {
+        end(d, End::aborted);
+      } else {
+        pump(d);
+      }
+      break;
+    case State::waiting_write:
+      if (ec) {
+        give_back(d);
+        end(d, End::aborted);
+      } else {
+        continue_write(d);
+      }
+      break;
+    case State::yielding:
+      pump(d);
+      break;
+    case State::running:
+    case State::ended:
+      break;
   }
-  co_return result;
+  if (up_.state == State::ended && down_.state == State::ended) complete(false);
+}
+
+void Relay::on_dropped() {
+  if (--pending_ == 0) abandon();
 }
 
 }  // namespace pb::net

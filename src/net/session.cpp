@@ -41,7 +41,7 @@ std::string_view to_string(RelayEnd end) {
 // sockets. A connected node socket is non-blocking already (Asio's async_connect made it so);
 // an accepted client socket is not. Failures here mean the peer is already gone, which the
 // relay will notice.
-void prepare(tcp::socket& socket, bool make_non_blocking) {
+void prepare(Socket& socket, bool make_non_blocking) {
   boost::system::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
   if (make_non_blocking) socket.non_blocking(true, ignored);
@@ -64,15 +64,37 @@ struct SessionCount {
   ListenerStats& stats;
 };
 
+// The client's affinity entry as the session found it at its start.
+struct AffinityLookup {
+  bool enabled = false;     // the cluster keeps affinity and the process has a map
+  bool had_record = false;  // an entry existed (its node may be gone since)
+  std::int32_t affine = -1;  // the entry's node index (-1: none, or no longer configured)
+  affinity::ClientKey key;
+};
+
+AffinityLookup look_up_affinity(const Route& route, const balance::Cluster& cluster,
+                                const tcp::endpoint& peer) {
+  AffinityLookup found;
+  const auto& cfg = cluster.config().affinity;
+  found.enabled = cfg.enabled && route.affinity != nullptr;
+  if (!found.enabled) return found;
+  found.key = affinity::make_key(peer.address(), cfg.prefix_v4, cfg.prefix_v6);
+  const auto recorded =
+      route.affinity->lookup(cluster.name(), found.key, std::chrono::system_clock::now(), cfg.ttl);
+  found.had_record = recorded.has_value();
+  if (recorded) found.affine = cluster.find(*recorded);
+  return found;
+}
+
 // Records which node served an affine client. The entry moves to the serving node unless its
 // own node is only passing out of reach (unavailable or full): then the client goes back to it
 // once it is back. A draining, offline or removed node loses its clients for good.
 void record_affinity(const Route& route, const balance::Cluster& cluster,
-                     const affinity::ClientKey& key, const std::optional<std::string>& recorded,
-                     std::int32_t affine, std::uint32_t served) {
+                     const AffinityLookup& found, std::uint32_t served) {
   auto& stats = *route.affinity_stats;
   const auto now = std::chrono::system_clock::now();
-  if (!recorded) {
+  const std::int32_t affine = found.affine;
+  if (!found.had_record) {
     stats.miss.fetch_add(1, std::memory_order_relaxed);
   } else if (affine == static_cast<std::int32_t>(served)) {
     stats.hit.fetch_add(1, std::memory_order_relaxed);
@@ -86,36 +108,40 @@ void record_affinity(const Route& route, const balance::Cluster& cluster,
   } else {
     stats.moved.fetch_add(1, std::memory_order_relaxed);
   }
-  route.affinity->record(cluster.name(), key, cluster.nodes()[served].name, now);
+  route.affinity->record(cluster.name(), found.key, cluster.nodes()[served].name, now);
 }
 
 // Fills the connection's access-log record as the session goes and submits it when the session
-// ends, whichever way. Does nothing without an access log.
+// ends, whichever way. Does nothing without an access log; the record lives on the heap only
+// when there is one, so a session's frame stays small.
 class AccessLogEntry {
  public:
-  explicit AccessLogEntry(const Route& route) : sink_(route.access_log) {
+  AccessLogEntry(const Route& route, const tcp::endpoint& peer) : sink_(route.access_log) {
     if (sink_ == nullptr) return;
     started_ = std::chrono::steady_clock::now();
-    record_.listener = route.listener;
-    record_.cluster = route.cluster->name();
+    record_ = std::make_unique<AccessRecord>();
+    record_->listener = route.listener;
+    record_->cluster = route.cluster->name();
+    record_->client_address = peer.address();
+    record_->client_port = peer.port();
   }
   AccessLogEntry(const AccessLogEntry&) = delete;
   AccessLogEntry& operator=(const AccessLogEntry&) = delete;
   ~AccessLogEntry() {
     if (sink_ == nullptr) return;
-    record_.end_time = std::chrono::system_clock::now();
-    record_.duration = std::chrono::duration_cast<std::chrono::microseconds>(
+    record_->end_time = std::chrono::system_clock::now();
+    record_->duration = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - started_);
-    sink_->submit(std::move(record_));
+    sink_->submit(std::move(*record_));
   }
 
   bool enabled() const { return sink_ != nullptr; }
-  AccessRecord& record() { return record_; }
+  AccessRecord& record() { return *record_; }
 
  private:
   AccessLogSink* sink_;
   std::chrono::steady_clock::time_point started_;
-  AccessRecord record_;
+  std::unique_ptr<AccessRecord> record_;
 };
 
 std::string_view outcome(RelayEnd end, const SessionEntry& entry) {
@@ -131,135 +157,141 @@ std::string_view outcome(RelayEnd end, const SessionEntry& entry) {
   return "unknown";
 }
 
+// What to do after a connect attempt.
+enum class AfterConnect : std::uint8_t { relay, next_node, give_up };
+
+// Accounts for one finished connect attempt. Kept out of run_session so that its temporaries
+// (log arguments, error texts) do not live in the session's coroutine frame.
+AfterConnect after_connect(Worker& worker, const Route& route, const Socket& client,
+                           std::uint32_t index, const boost::system::error_code& ec,
+                           AccessLogEntry& log_entry) {
+  balance::Cluster& cluster = *route.cluster;
+  const balance::Node& node = cluster.nodes()[index];
+  if (log_entry.enabled()) ++log_entry.record().attempts;
+  if (!client.is_open()) {  // stopped or killed while connecting
+    cluster.release(index);
+    if (log_entry.enabled()) log_entry.record().outcome = "closed_by_operator";
+    return AfterConnect::give_up;
+  }
+  if (is_local_shortage(ec)) {
+    // Our own shortage, not the node's fault: do not mark it unavailable.
+    cluster.release(index);
+    count_reject(route, RejectReason::descriptors);
+    if (log_entry.enabled()) log_entry.record().outcome = "descriptors";
+    if (!worker.warned_descriptors) {
+      worker.warned_descriptors = true;
+      spdlog::warn("{}: out of descriptors ({}); closing clients until some are free",
+                   route.listener, ec.message());
+    }
+    return AfterConnect::give_up;
+  }
+  if (ec) {
+    const auto reason = classify_connect_error(ec);
+    spdlog::debug("{}: connect to {}/{} failed ({}); trying the next node", route.listener,
+                  cluster.name(), node.name, balance::to_string(reason));
+    cluster.on_failed(index, reason);
+    cluster.release(index);
+    node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
+    if (log_entry.enabled()) ++log_entry.record().fallovers;
+    return AfterConnect::next_node;
+  }
+  return AfterConnect::relay;
+}
+
+// Accounts for a finished relay; returns true when the node closed before any byte moved and
+// the client should be offered to the next node.
+bool after_relay(const Route& route, std::uint32_t index, const RelayResult& result,
+                 const SessionEntry& entry, std::chrono::steady_clock::duration connect_time,
+                 const tcp::endpoint& peer, AccessLogEntry& log_entry) {
+  balance::Cluster& cluster = *route.cluster;
+  const balance::Node& node = cluster.nodes()[index];
+  node.runtime->bytes_to_node.fetch_add(result.bytes_to_node, std::memory_order_relaxed);
+  node.runtime->bytes_to_client.fetch_add(result.bytes_to_client, std::memory_order_relaxed);
+  cluster.release(index);
+  if (result.end == RelayEnd::node_closed_early) {
+    spdlog::debug("{}: {}/{} closed before any data; trying the next node", route.listener,
+                  cluster.name(), node.name);
+    cluster.on_failed(index, balance::FailureReason::closed);
+    node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
+    if (log_entry.enabled()) ++log_entry.record().fallovers;
+    return true;
+  }
+  if (log_entry.enabled()) {
+    auto& record = log_entry.record();
+    record.node = node.name;
+    record.connect_time = std::chrono::duration_cast<std::chrono::microseconds>(connect_time);
+    record.bytes_to_node = result.bytes_to_node;
+    record.bytes_to_client = result.bytes_to_client;
+    record.outcome = outcome(result.end, entry);
+  }
+  if (spdlog::should_log(spdlog::level::debug)) {  // to_string() allocates: only when logged
+    spdlog::debug("{}: {}:{} via {}/{}: {} bytes to node, {} to client, {}", route.listener,
+                  peer.address().to_string(), peer.port(), cluster.name(), node.name,
+                  result.bytes_to_node, result.bytes_to_client, to_string(result.end));
+  }
+  return false;
+}
+
+void reject_no_node(const Route& route, const tcp::endpoint& peer, AccessLogEntry& log_entry) {
+  if (spdlog::should_log(spdlog::level::debug)) {  // to_string() allocates: only when logged
+    spdlog::debug("{}: no node of cluster {} can take client {}", route.listener,
+                  route.cluster->name(), peer.address().to_string());
+  }
+  count_reject(route, RejectReason::no_node);
+  if (log_entry.enabled()) log_entry.record().outcome = "no_node";
+}
+
 }  // namespace
 
-asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> route,
-                                  tcp::socket client) {
+// The coroutine frame of a session lives as long as its connection, idle or not, so it holds
+// only what spans a suspension; the accounting is in the helpers above (see BENCHMARKS.md,
+// "Idle connections").
+Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Socket client,
+                       tcp::endpoint peer) {
   SessionCount count(worker, *route->stats);
-  AccessLogEntry log_entry(*route);
+  AccessLogEntry log_entry(*route, peer);
   balance::Cluster& cluster = *route->cluster;
-  const auto& cfg = cluster.config();
 
   SessionEntry entry;
   entry.client = &client;
-  entry.idle_ticks = worker.ticks_for(cfg.idle_timeout);
+  entry.idle_ticks = worker.ticks_for(cluster.config().idle_timeout);
   worker.track(entry);
-
-  boost::system::error_code ec;
-  const tcp::endpoint peer = client.remote_endpoint(ec);
-  if (ec) {
-    if (log_entry.enabled()) log_entry.record().outcome = "client_gone";
-    co_return;  // reset before we got to it
-  }
   prepare(client, true);
-  if (log_entry.enabled()) {
-    log_entry.record().client_address = peer.address();
-    log_entry.record().client_port = peer.port();
-  }
 
   // Affinity: the client's recorded node, if any, is preferred (then its fall-over chain).
-  const auto& affinity_cfg = cfg.affinity;
-  const bool use_affinity = affinity_cfg.enabled && route->affinity != nullptr;
-  affinity::ClientKey client_key;
-  std::optional<std::string> recorded;
-  std::int32_t affine = -1;  // the recorded node's index (-1: none, or no longer configured)
-  if (use_affinity) {
-    client_key = affinity::make_key(peer.address(), affinity_cfg.prefix_v4, affinity_cfg.prefix_v6);
-    recorded = route->affinity->lookup(cluster.name(), client_key, std::chrono::system_clock::now(),
-                                       affinity_cfg.ttl);
-    if (recorded) affine = cluster.find(*recorded);
-  }
-  std::int32_t preferred = affine;
-
+  const AffinityLookup affinity = look_up_affinity(*route, cluster, peer);
+  std::int32_t preferred = affinity.affine;
   balance::TriedSet tried(cluster.nodes().size());
   for (;;) {
     const std::int32_t chosen = cluster.choose(worker.index(), peer.address(), tried, preferred);
     if (chosen < 0) {
-      if (spdlog::should_log(spdlog::level::debug)) {  // to_string() allocates: only when logged
-        spdlog::debug("{}: no node of cluster {} can take client {}", route->listener,
-                      cluster.name(), peer.address().to_string());
-      }
-      count_reject(*route, RejectReason::no_node);
-      if (log_entry.enabled()) log_entry.record().outcome = "no_node";
+      reject_no_node(*route, peer, log_entry);
       co_return;  // closing the client promptly is the only honest answer
     }
+    preferred = chosen;  // if it fails, its fall-over chain comes next
     const auto index = static_cast<std::uint32_t>(chosen);
-    const balance::Node& node = cluster.nodes()[index];
+    const balance::NodeRuntime* runtime = cluster.nodes()[index].runtime.get();
 
-    tcp::socket upstream(worker.context());
-    // So that a stop, or the node being taken offline, also cancels the connect.
+    Socket upstream(worker.context());
+    // So that a stop, or the node being taken offline, also cancels the connect and the relay.
     entry.node = &upstream;
-    entry.node_runtime = node.runtime.get();
+    entry.node_runtime = runtime;
     const auto started = std::chrono::steady_clock::now();
-    ec = co_await connect_with_timeout(upstream, node.endpoint, cfg.connect_timeout);
-    entry.node = nullptr;
-    entry.node_runtime = nullptr;
-    if (log_entry.enabled()) ++log_entry.record().attempts;
-    if (!client.is_open()) {  // stopped or killed while connecting
-      cluster.release(index);
-      if (log_entry.enabled()) log_entry.record().outcome = "closed_by_operator";
-      co_return;
-    }
-    if (is_local_shortage(ec)) {
-      // Our own shortage, not the node's fault: do not mark it unavailable.
-      cluster.release(index);
-      count_reject(*route, RejectReason::descriptors);
-      if (log_entry.enabled()) log_entry.record().outcome = "descriptors";
-      if (!worker.warned_descriptors) {
-        worker.warned_descriptors = true;
-        spdlog::warn("{}: out of descriptors ({}); closing clients until some are free",
-                     route->listener, ec.message());
-      }
-      co_return;
-    }
-    if (ec) {
-      const auto reason = classify_connect_error(ec);
-      spdlog::debug("{}: connect to {}/{} failed ({}); trying the next node", route->listener,
-                    cluster.name(), node.name, balance::to_string(reason));
-      cluster.on_failed(index, reason);
-      cluster.release(index);
-      node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
-      if (log_entry.enabled()) ++log_entry.record().fallovers;
-      preferred = chosen;  // its fall-over chain comes next
-      continue;
-    }
+    const auto ec = co_await connect_with_timeout(worker, upstream, cluster.nodes()[index].endpoint,
+                                                  cluster.config().connect_timeout);
+    const auto step = after_connect(worker, *route, client, index, ec, log_entry);
+    if (step == AfterConnect::give_up) co_return;
+    if (step == AfterConnect::next_node) continue;
     const auto connect_time = std::chrono::steady_clock::now() - started;
     cluster.on_connected(index, connect_time);
     prepare(upstream, false);
-    if (use_affinity) record_affinity(*route, cluster, client_key, recorded, affine, index);
+    if (affinity.enabled) record_affinity(*route, cluster, affinity, index);
 
-    entry.node = &upstream;
-    entry.node_runtime = node.runtime.get();
-    const RelayResult result = co_await relay(client, upstream, worker, entry, true);
+    const RelayResult result =
+        co_await async_relay(client, upstream, worker, entry, true, use_task);
     entry.node = nullptr;
     entry.node_runtime = nullptr;
-
-    node.runtime->bytes_to_node.fetch_add(result.bytes_to_node, std::memory_order_relaxed);
-    node.runtime->bytes_to_client.fetch_add(result.bytes_to_client, std::memory_order_relaxed);
-    cluster.release(index);
-    if (result.end == RelayEnd::node_closed_early) {
-      spdlog::debug("{}: {}/{} closed before any data; trying the next node", route->listener,
-                    cluster.name(), node.name);
-      cluster.on_failed(index, balance::FailureReason::closed);
-      node.runtime->failovers.fetch_add(1, std::memory_order_relaxed);
-      if (log_entry.enabled()) ++log_entry.record().fallovers;
-      preferred = chosen;  // its fall-over chain comes next
-      continue;
-    }
-    if (log_entry.enabled()) {
-      auto& record = log_entry.record();
-      record.node = node.name;
-      record.connect_time = std::chrono::duration_cast<std::chrono::microseconds>(connect_time);
-      record.bytes_to_node = result.bytes_to_node;
-      record.bytes_to_client = result.bytes_to_client;
-      record.outcome = outcome(result.end, entry);
-    }
-    if (spdlog::should_log(spdlog::level::debug)) {  // to_string() allocates: only when logged
-      spdlog::debug("{}: {}:{} via {}/{}: {} bytes to node, {} to client, {}", route->listener,
-                    peer.address().to_string(), peer.port(), cluster.name(), node.name,
-                    result.bytes_to_node, result.bytes_to_client, to_string(result.end));
-    }
-    co_return;
+    if (!after_relay(*route, index, result, entry, connect_time, peer, log_entry)) co_return;
   }
 }
 

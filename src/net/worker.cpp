@@ -11,7 +11,7 @@ void SessionEntry::close() {
 }
 
 Worker::Worker(unsigned index, std::chrono::milliseconds tick)
-    : index_(index), tick_interval_(tick), context_(1), sweep_timer_(context_) {
+    : index_(index), tick_interval_(tick), context_(1), sweep_timer_(context_), connect_timer_(context_) {
   guard_.emplace(context_.get_executor());
 }
 
@@ -42,6 +42,40 @@ std::size_t Worker::close_sessions(const std::function<bool(const SessionEntry&)
     }
   }
   return closed;
+}
+
+void Worker::watch_connect(PendingConnect& pending, std::chrono::milliseconds timeout) {
+  pending.deadline = std::chrono::steady_clock::now() + timeout;
+  pending.expired = false;
+  // Deadlines mostly come in order (each cluster has one connect_timeout): look from the back.
+  auto it = connects_.end();
+  while (it != connects_.begin() && std::prev(it)->deadline > pending.deadline) --it;
+  connects_.insert(it, pending);
+  if (!connect_timer_expiry_ || pending.deadline < *connect_timer_expiry_) {
+    arm_connect_timer(pending.deadline);
+  }
+}
+
+void Worker::arm_connect_timer(std::chrono::steady_clock::time_point when) {
+  connect_timer_expiry_ = when;
+  connect_timer_.expires_at(when);  // a wait already pending completes as cancelled
+  connect_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;  // re-armed (a newer wait is pending) or stopping
+    expire_connects();
+  });
+}
+
+void Worker::expire_connects() {
+  connect_timer_expiry_.reset();
+  const auto now = std::chrono::steady_clock::now();
+  while (!connects_.empty() && connects_.front().deadline <= now) {
+    PendingConnect& pending = connects_.front();
+    connects_.pop_front();
+    pending.expired = true;
+    boost::system::error_code ignored;
+    pending.socket->close(ignored);  // the connect's wait completes with operation_aborted
+  }
+  if (!connects_.empty()) arm_connect_timer(connects_.front().deadline);
 }
 
 void Worker::start() {

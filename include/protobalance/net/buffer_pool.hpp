@@ -33,6 +33,9 @@ class BufferPool {
     }
     std::byte* data() const { return data_.get(); }
     static constexpr std::size_t size() { return kBufferSize; }
+    // Takes the buffer out of the lease, still counted as borrowed; hand it back later by
+    // wrapping it in a Lease of the same pool again.
+    std::unique_ptr<std::byte[]> release() { return std::move(data_); }
 
    private:
     BufferPool* pool_;

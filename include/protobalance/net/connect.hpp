@@ -2,20 +2,22 @@
 
 #include <chrono>
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/system/error_code.hpp>
 
 #include "protobalance/balance/node.hpp"
+#include "protobalance/net/worker.hpp"
 
 namespace pb::net {
 
-// Opens `socket` and connects it to `endpoint`, giving up after `timeout`. Errors are values:
-// a refused or unreachable connect returns at once with its error, a connect still pending at
-// the deadline returns boost::asio::error::timed_out (and the socket is closed).
-boost::asio::awaitable<boost::system::error_code> connect_with_timeout(
-    boost::asio::ip::tcp::socket& socket, const boost::asio::ip::tcp::endpoint& endpoint,
-    std::chrono::milliseconds timeout);
+// Opens `socket` (non-blocking) on `worker`'s thread and connects it to `endpoint`, giving up
+// after `timeout`. Errors are values: a refused or unreachable connect returns at once with its
+// error, a connect still pending at the deadline returns boost::asio::error::timed_out (and the
+// socket is closed), a socket closed by someone else meanwhile returns operation_aborted.
+// The deadline is kept by the worker's shared connect timer (Worker::watch_connect).
+Task<boost::system::error_code> connect_with_timeout(
+    Worker& worker, Socket& socket,
+    const boost::asio::ip::tcp::endpoint& endpoint, std::chrono::milliseconds timeout);
 
 // True for errors that mean this process, not the peer, is short of descriptors or memory
 // (EMFILE, ENFILE, ENOBUFS, ENOMEM): such a failure says nothing about the node.

@@ -20,14 +20,14 @@ struct AcceptStats {
 // Opens a listening socket on `endpoint` with SO_REUSEPORT, so that every worker can have its
 // own acceptor on the same address and the kernel spreads new connections across them.
 // Throws boost::system::system_error when the address cannot be bound.
-boost::asio::ip::tcp::acceptor open_acceptor(boost::asio::io_context& context,
-                                             const boost::asio::ip::tcp::endpoint& endpoint);
+Acceptor open_acceptor(boost::asio::io_context& context,
+                       const boost::asio::ip::tcp::endpoint& endpoint);
 
 // One listener's acceptor on one worker. Accepted connections become sessions on the same
 // worker. Everything but construction happens on the worker's thread.
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(Worker& worker, boost::asio::ip::tcp::acceptor acceptor,
+  Listener(Worker& worker, Acceptor acceptor,
            std::shared_ptr<const Route> route, AcceptStats& stats);
 
   // Starts the accept loop (call on the worker's thread or before it runs).
@@ -40,10 +40,10 @@ class Listener : public std::enable_shared_from_this<Listener> {
   const std::shared_ptr<const Route>& route() const { return route_; }
 
  private:
-  boost::asio::awaitable<void> accept_loop();
+  Task<void> accept_loop();
 
   Worker& worker_;
-  boost::asio::ip::tcp::acceptor acceptor_;
+  Acceptor acceptor_;
   boost::asio::steady_timer pause_timer_;
   std::shared_ptr<const Route> route_;
   AcceptStats& stats_;

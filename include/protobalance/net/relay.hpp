@@ -1,10 +1,20 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
+#include <memory>
+#include <utility>
 
-#include <boost/asio/awaitable.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 
+#include "protobalance/net/buffer_pool.hpp"
+#include "protobalance/net/io.hpp"
 #include "protobalance/net/worker.hpp"
 
 namespace pb::net {
@@ -24,15 +34,208 @@ struct RelayResult {
   std::uint64_t bytes_to_client = 0;
 };
 
-// Moves bytes both ways between `client` and `node` until both directions have ended. An end of
-// stream on one side is passed on as shutdown(send) to the other, whose direction keeps flowing
-// (half-close). A hard error on either side ends both directions. Readiness first: a direction
-// borrows a buffer from the worker's pool only while it has bytes to move, so an idle connection
-// holds none. `entry.last_tick` is stamped on every transfer for the idle sweeper.
+// Memory for the one operation a relay direction has pending at any time (a wait for readiness,
+// or a yield to other sessions), so that waiting allocates nothing. A request that does not fit
+// falls back to the heap.
+class OpSlot {
+ public:
+  // Fits Asio 1.26's wait operation (88 bytes) and post operation (64) with a Resume handler on
+  // the io_context executor; measured, see BENCHMARKS.md.
+  static constexpr std::size_t kSize = 88;
+  static constexpr std::size_t kAlign = alignof(void*);
+  OpSlot() = default;
+  OpSlot(const OpSlot&) = delete;
+  OpSlot& operator=(const OpSlot&) = delete;
+
+  void* allocate(std::size_t size, std::size_t align) {
+    if (!used_ && size <= kSize && align <= kAlign) {
+      used_ = true;
+      return storage_;
+    }
+    return ::operator new(size, std::align_val_t(align));
+  }
+  void deallocate(void* p, std::size_t size, std::size_t align) {
+    if (p == storage_) {
+      used_ = false;
+      return;
+    }
+    ::operator delete(p, size, std::align_val_t(align));
+  }
+
+ private:
+  alignas(kAlign) std::byte storage_[kSize];
+  bool used_ = false;
+};
+
+// The allocator Asio uses for a direction's pending operation (found through the completion
+// handler's get_allocator()).
+template <typename T>
+class OpSlotAllocator {
+ public:
+  using value_type = T;
+  explicit OpSlotAllocator(OpSlot& slot) noexcept : slot_(&slot) {}
+  template <typename U>
+  OpSlotAllocator(const OpSlotAllocator<U>& other) noexcept : slot_(other.slot()) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(slot_->allocate(n * sizeof(T), alignof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { slot_->deallocate(p, n * sizeof(T), alignof(T)); }
+  OpSlot* slot() const noexcept { return slot_; }
+  template <typename U>
+  bool operator==(const OpSlotAllocator<U>& other) const noexcept {
+    return slot_ == other.slot();
+  }
+
+ private:
+  OpSlot* slot_;
+};
+
+// Moves bytes both ways between a client and a node socket until both directions have ended:
+// the two directions are joined (the relay completes when both are done), never raced, so an
+// end of stream on one side is passed on as shutdown(send) to the other while the other
+// direction keeps flowing (half-close). A hard error on either side ends both directions.
+//
+// Each direction is a small readiness-driven state machine rather than a coroutine: waiting
+// for readiness costs one pending Asio operation that lives in the direction's OpSlot, so an idle
+// connection holds no buffer, no coroutine frame of its own and no heap block besides this
+// object. Readiness first: a direction borrows a buffer from the worker's pool only while it
+// has bytes to move, and keeps it across a wait only when the receiver is not taking them.
+// `entry.last_tick` is stamped on every transfer for the idle sweeper.
+//
 // With `allow_early_close`, a node that closes before any byte moved ends the relay with
 // node_closed_early and leaves the client socket untouched, so the caller can try another node.
-boost::asio::awaitable<RelayResult> relay(boost::asio::ip::tcp::socket& client,
-                                          boost::asio::ip::tcp::socket& node, Worker& worker,
-                                          SessionEntry& entry, bool allow_early_close);
+class Relay {
+ public:
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+ protected:
+  Relay(Socket& client, Socket& node, Worker& worker,
+        SessionEntry& entry, bool allow_early_close);
+  virtual ~Relay() = default;
+
+  // Starts both directions. Calls complete() once both have ended (from within start() only if
+  // both ended at once, with `in_start` true).
+  void start();
+  RelayResult result() const;
+  Socket& client() const { return *up_.from; }
+
+  // Both directions have ended: deliver result() and destroy this object.
+  virtual void complete(bool in_start) = 0;
+  // The relay's pending operations were destroyed without running (the worker's io_context
+  // is being destroyed): destroy this object without completing.
+  virtual void abandon() = 0;
+
+ private:
+  enum class End : std::uint8_t { none, eof, read_error, write_error, aborted, early_close };
+  enum class State : std::uint8_t { running, waiting_read, waiting_write, yielding, ended };
+
+  struct Direction {
+    Direction(Relay* r, Socket& f, Socket& t,
+              bool node_side)
+        : relay(r), from(&f), to(&t), from_node(node_side) {}
+    Relay* relay;
+    Socket* from;
+    Socket* to;
+    std::uint64_t bytes = 0;
+    // A borrowed buffer (see BufferPool::Lease::release) with bytes the receiver has not taken
+    // yet; null except while waiting for room to write.
+    std::unique_ptr<std::byte[]> pending;
+    std::uint32_t write_offset = 0;  // of `pending` while waiting for room to write
+    std::uint32_t write_size = 0;
+    bool from_node;
+    State state = State::running;
+    End end = End::none;
+    OpSlot slot;
+  };
+
+  // The completion handler of a direction's pending operation. Carries one pointer; its memory
+  // comes from the direction's slot. While it exists it keeps the relay alive.
+  class Resume {
+   public:
+    using allocator_type = OpSlotAllocator<void>;
+    explicit Resume(Direction& d) : d_(&d) { ++d.relay->pending_; }
+    Resume(Resume&& other) noexcept : d_(std::exchange(other.d_, nullptr)) {}
+    Resume& operator=(Resume&&) = delete;
+    ~Resume() {
+      if (d_ != nullptr) d_->relay->on_dropped();
+    }
+    allocator_type get_allocator() const noexcept { return allocator_type(d_->slot); }
+    void operator()(const boost::system::error_code& ec) {
+      Direction* d = std::exchange(d_, nullptr);
+      d->relay->on_ready(*d, ec);
+    }
+
+   private:
+    Direction* d_;
+  };
+
+  void pump(Direction& d);
+  void continue_write(Direction& d);
+  void give_back(Direction& d);
+  // Sends [data + done, data + size); false on a hard error (`done` says how far it got).
+  static bool send_some(Direction& d, const std::byte* data, std::size_t size, std::size_t& done);
+  void wait_read(Direction& d);
+  void wait_write(Direction& d);
+  void yield(Direction& d);
+  void end(Direction& d, End how);
+  void on_ready(Direction& d, const boost::system::error_code& ec);
+  void on_dropped();
+  Direction& other(const Direction& d) { return &d == &up_ ? down_ : up_; }
+
+  Worker& worker_;
+  SessionEntry& entry_;
+  Direction up_;    // client -> node
+  Direction down_;  // node -> client
+  int pending_ = 0;  // operations in flight (live Resume handlers)
+  bool allow_early_close_;
+  bool consumed_ = false;  // a byte was read from either side: no fall-over from here on
+  bool starting_ = false;
+  bool stopping_ = false;  // a hard error ended one direction: the other ends at its next step
+};
+
+namespace detail {
+
+template <typename Handler>
+class RelayOperation final : public Relay {
+ public:
+  RelayOperation(Handler handler, Socket& client,
+                 Socket& node, Worker& worker, SessionEntry& entry,
+                 bool allow_early_close)
+      : Relay(client, node, worker, entry, allow_early_close), handler_(std::move(handler)) {}
+
+  void begin() { start(); }
+
+ private:
+  void complete(bool in_start) override {
+    Handler handler = std::move(handler_);
+    const RelayResult r = result();
+    auto executor = boost::asio::get_associated_executor(handler, client().get_executor());
+    delete this;
+    // Never run the caller's continuation from within the call that started the relay.
+    if (in_start) {
+      boost::asio::post(executor, boost::asio::append(std::move(handler), r));
+    } else {
+      boost::asio::dispatch(executor, boost::asio::append(std::move(handler), r));
+    }
+  }
+  void abandon() override { delete this; }
+
+  Handler handler_;
+};
+
+}  // namespace detail
+
+// Relays between `client` and `node` (see Relay) and completes with the RelayResult. Both
+// sockets, `worker` and `entry` must outlive the operation.
+template <typename CompletionToken>
+auto async_relay(Socket& client, Socket& node,
+                 Worker& worker, SessionEntry& entry, bool allow_early_close,
+                 CompletionToken&& token) {
+  return boost::asio::async_initiate<CompletionToken, void(RelayResult)>(
+      [&client, &node, &worker, &entry, allow_early_close](auto handler) {
+        using Op = detail::RelayOperation<std::decay_t<decltype(handler)>>;
+        (new Op(std::move(handler), client, node, worker, entry, allow_early_close))->begin();
+      },
+      token);
+}
 
 }  // namespace pb::net

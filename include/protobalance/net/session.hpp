@@ -53,7 +53,8 @@ struct Route {
 // connects with the cluster's connect_timeout, falls over to the next candidate while no byte
 // has moved, then relays until both sides are done. Errors from the network are normal ends,
 // never exceptions.
-boost::asio::awaitable<void> run_session(Worker& worker, std::shared_ptr<const Route> route,
-                                         boost::asio::ip::tcp::socket client);
+// `peer` is the client's address as accept() reported it.
+Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Socket client,
+                       boost::asio::ip::tcp::endpoint peer);
 
 }  // namespace pb::net

@@ -15,9 +15,11 @@
 
 #include "protobalance/balance/node.hpp"
 #include "protobalance/net/buffer_pool.hpp"
+#include "protobalance/net/io.hpp"
 
 namespace pb::net {
 
+// Links an object into one of its worker's lists; unlinks itself when destroyed.
 using SessionHook =
     boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
@@ -25,8 +27,8 @@ using SessionHook =
 // timeout, when its node goes offline, or at the end of a graceful stop. Lives in the session's
 // coroutine frame and unlinks itself when the session ends. Touched only by its worker's thread.
 struct SessionEntry : SessionHook {
-  boost::asio::ip::tcp::socket* client = nullptr;
-  boost::asio::ip::tcp::socket* node = nullptr;  // null until a node is connected
+  Socket* client = nullptr;
+  Socket* node = nullptr;  // null until a node is connected
   const balance::NodeRuntime* node_runtime = nullptr;
   std::uint64_t last_tick = 0;   // worker tick of the last byte moved
   std::uint64_t idle_ticks = 0;  // 0 = no idle timeout
@@ -35,6 +37,14 @@ struct SessionEntry : SessionHook {
 
   // Closes both sockets; the session's pending I/O completes with operation_aborted.
   void close();
+};
+
+// A connect to a node in progress, with its deadline (see Worker::watch_connect). Lives in the
+// connecting coroutine's frame; leaving the watch list is automatic when it is destroyed.
+struct PendingConnect : SessionHook {
+  std::chrono::steady_clock::time_point deadline;
+  Socket* socket = nullptr;
+  bool expired = false;  // the deadline passed and the worker closed the socket
 };
 
 // One worker thread with its own io_context (concurrency hint 1): every session accepted on it
@@ -57,6 +67,10 @@ class Worker {
   std::uint64_t ticks_for(std::chrono::milliseconds timeout) const;
 
   void track(SessionEntry& entry);
+  // Closes `pending.socket` (and sets `expired`) if `pending` is still linked `timeout` from
+  // now. One timer per worker serves every connect in progress, so a connect arms no timer of
+  // its own; it is re-armed only when it fires or when a deadline comes before the armed one.
+  void watch_connect(PendingConnect& pending, std::chrono::milliseconds timeout);
   // Closes, on this worker's thread, every session for which `match` is true; returns how many.
   std::size_t close_sessions(const std::function<bool(const SessionEntry&)>& match);
   // Sessions live on this worker; safe to read from any thread.
@@ -75,14 +89,22 @@ class Worker {
  private:
   void schedule_sweep();
   void sweep();
+  void arm_connect_timer(std::chrono::steady_clock::time_point when);
+  void expire_connects();
 
   unsigned index_;
   std::chrono::milliseconds tick_interval_;
+  // Declared before the io_context: operations the io_context destroys unrun may still hold
+  // a buffer lease.
+  BufferPool buffers_;
   boost::asio::io_context context_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
-  BufferPool buffers_;
   boost::intrusive::list<SessionEntry, boost::intrusive::constant_time_size<false>> sessions_;
   boost::asio::steady_timer sweep_timer_;
+  // Connects in progress, earliest deadline first.
+  boost::intrusive::list<PendingConnect, boost::intrusive::constant_time_size<false>> connects_;
+  boost::asio::steady_timer connect_timer_;
+  std::optional<std::chrono::steady_clock::time_point> connect_timer_expiry_;  // when armed
   std::uint64_t tick_ = 0;
   std::atomic<std::size_t> active_{0};
   std::thread thread_;
