@@ -1,7 +1,6 @@
 #include "protobalance/net/connect.hpp"
 
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
 
@@ -27,15 +26,13 @@ boost::system::error_code last_error() {
 Task<boost::system::error_code> connect_with_timeout(Worker& worker, Socket& socket,
                                                      const tcp::endpoint& endpoint,
                                                      std::chrono::milliseconds timeout) {
-  const int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                          endpoint.protocol().protocol());
-  if (fd < 0) co_return last_error();
+  // open(), not ::socket() + assign(): Asio treats an assigned descriptor as possibly shared
+  // and pays an extra epoll_ctl(DEL) when closing it.
   boost::system::error_code ec;
-  socket.assign(endpoint.protocol(), fd, ec);
-  if (ec) {
-    ::close(fd);
-    co_return ec;
-  }
+  socket.open(endpoint.protocol(), ec);
+  if (!ec) socket.non_blocking(true, ec);
+  if (ec) co_return ec;
+  const int fd = socket.native_handle();
   if (::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0) co_return ec;
   if (errno != EINPROGRESS) co_return last_error();
 

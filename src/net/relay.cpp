@@ -26,8 +26,10 @@ Relay::Relay(Socket& client, Socket& node, Worker& worker, SessionEntry& entry,
 
 void Relay::start() {
   starting_ = true;
-  pump(up_);
-  pump(down_);
+  pump(up_);  // the client has usually sent already (its request)
+  // A node that was connected a moment ago has rarely sent anything yet: wait for it instead
+  // of a recv() that would only say EAGAIN. A node that speaks first is readable at once.
+  wait_read(down_);
   starting_ = false;
   if (up_.state == State::ended && down_.state == State::ended) complete(true);
 }
