@@ -9,7 +9,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libsqlite3-dev libsqlitecpp-dev sqlite3
   prometheus-cpp-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
-  libsodium-dev libmuparser-dev libsnmp-dev libsystemd-dev
+  libsodium-dev libmuparser-dev libsnmp-dev
   libgtest-dev libgmock-dev
   snmpd snmp prometheus curl netcat-openbsd procps python3
 )

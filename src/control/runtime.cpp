@@ -1,7 +1,6 @@
 #include "protobalance/control/runtime.hpp"
 
 #include <sys/resource.h>
-#include <systemd/sd-daemon.h>
 
 #include <algorithm>
 #include <csignal>
@@ -21,6 +20,7 @@
 #include "protobalance/balance/algorithm.hpp"
 #include "protobalance/config/duration.hpp"
 #include "protobalance/control/admin_server.hpp"
+#include "protobalance/control/notify.hpp"
 #include "protobalance/net/connect.hpp"
 
 namespace pb::control {
@@ -325,7 +325,7 @@ void Runtime::start() {
                workers_.size() == 1 ? "" : "s");
   // Type=notify: systemd starts dependants only once the listeners are bound. A no-op without
   // NOTIFY_SOCKET.
-  ::sd_notify(0, "READY=1");
+  notify_service_manager("READY=1");
 }
 
 namespace {
@@ -387,9 +387,9 @@ std::vector<std::string> describe_changes(const config::Config& before, const co
 
 ReloadResult Runtime::reload() {
   ReloadResult result;
-  ::sd_notify(0, "RELOADING=1");
+  notify_service_manager("RELOADING=1");
   struct NotifyReady {
-    ~NotifyReady() { ::sd_notify(0, "READY=1"); }
+    ~NotifyReady() { notify_service_manager("READY=1"); }
   } notify_ready;
 
   if (config_->file.empty()) {
@@ -604,7 +604,7 @@ int Runtime::run() {
 // running sessions end by themselves until shutdown_timeout.
 void Runtime::begin_stop() {
   stopping_ = true;
-  ::sd_notify(0, "STOPPING=1");
+  notify_service_manager("STOPPING=1");
   for (const auto& [name, group] : listeners_) close_group(group);
   drain_deadline_ = std::chrono::steady_clock::now() + config_->service.shutdown_timeout;
   finish_stop();

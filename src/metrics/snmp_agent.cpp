@@ -1,26 +1,13 @@
 #include "protobalance/metrics/snmp_agent.hpp"
 
-// net-snmp's headers must come in this order, config first.
-// clang-format off
-#include <net-snmp/net-snmp-config.h>
-#include <net-snmp/net-snmp-includes.h>
-#include <net-snmp/agent/net-snmp-agent-includes.h>
-// clang-format on
-
-#include <fcntl.h>
-#include <spdlog/spdlog.h>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <atomic>
-#include <cstring>
-#include <limits>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
-#include <thread>
-#include <utility>
-#include <vector>
 
 #include "protobalance/balance/node.hpp"
 #include "protobalance/control/runtime.hpp"
@@ -30,373 +17,94 @@ namespace pb::metrics {
 
 namespace {
 
-constexpr const char* kAppName = "protobalance";
-
-// PROTOBALANCE-MIB: protoBalanceMIB (kMibRootOid) = netSnmpPlaypen.7337; pbObjects = .1;
-// pbScalars = .1.1; pbNodeTable = .1.2.
-constexpr std::array<oid, 12> kScalarsOid = {1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 7337, 1, 1};
-constexpr std::array<oid, 12> kNodeTableOid = {1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 7337, 1, 2};
-
-enum Scalar : oid { kVersion = 1, kUptime = 2, kActiveConnections = 3, kAffinityEntries = 4 };
-enum Column : unsigned {
-  kAddress = 3,
-  kState = 4,
-  kUp = 5,
-  kActive = 6,
-  kTotal = 7,
-  kFailures = 8,
-  kBytesToNode = 9,
-  kBytesToClient = 10,
-};
-
-// One row of pbNodeTable, copied from the snapshot when a request starts walking the table.
-struct NodeRow {
-  std::string cluster;
-  std::string node;
-  std::string address;
-  long state = 1;  // available(1), draining(2), offline(3)
-  long up = 1;     // true(1), false(2)
-  u_long active = 0;
-  std::uint64_t total = 0;
-  std::uint64_t failures = 0;
-  std::uint64_t bytes_to_node = 0;
-  std::uint64_t bytes_to_client = 0;
-};
-
-u_long gauge32(std::uint64_t value) {
-  return static_cast<u_long>(
-      std::min<std::uint64_t>(value, std::numeric_limits<std::uint32_t>::max()));
+// The module's path: next to the executable's directory (see snmp::kModulePath).
+std::filesystem::path module_path() {
+  std::array<char, 4096> exe{};
+  const ssize_t n = ::readlink("/proc/self/exe", exe.data(), exe.size() - 1);
+  const std::filesystem::path dir =
+      n > 0 ? std::filesystem::path(std::string(exe.data(), static_cast<std::size_t>(n))).parent_path()
+            : std::filesystem::current_path();
+  return (dir / snmp::kModulePath).lexically_normal();
 }
 
-void set_counter64(netsnmp_variable_list* var, std::uint64_t value) {
-  counter64 c{};
-  c.high = static_cast<u_long>(value >> 32);
-  c.low = static_cast<u_long>(value & 0xffffffffU);
-  snmp_set_var_typed_value(var, ASN_COUNTER64, &c, sizeof(c));
-}
-
-void set_unsigned(netsnmp_variable_list* var, u_char type, u_long value) {
-  snmp_set_var_typed_value(var, type, &value, sizeof(value));
-}
-
-void set_integer(netsnmp_variable_list* var, long value) {
-  snmp_set_var_typed_value(var, ASN_INTEGER, &value, sizeof(value));
-}
-
-void set_string(netsnmp_variable_list* var, const std::string& text) {
-  snmp_set_var_typed_value(var, ASN_OCTET_STR, text.data(), text.size());
+// Loads the module once per process and returns its entry point. It is never unloaded: net-snmp
+// keeps process-wide state.
+snmp::StartFunction load_module() {
+  static snmp::StartFunction start = nullptr;
+  if (start != nullptr) return start;
+  const auto path = module_path();
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* why = ::dlerror();
+    throw std::runtime_error("snmp: cannot load the SNMP module: " +
+                             std::string(why != nullptr ? why : path.string()));
+  }
+  start = reinterpret_cast<snmp::StartFunction>(::dlsym(handle, snmp::kStartSymbol));
+  if (start == nullptr) {
+    throw std::runtime_error("snmp: " + path.string() + " is not a Proto Balance SNMP module");
+  }
+  return start;
 }
 
 }  // namespace
 
-struct SnmpAgent::Impl {
-  Impl(const control::Runtime& rt, config::SnmpConfig c, ExtraSources e)
-      : runtime(rt), cfg(std::move(c)), extra(std::move(e)) {}
+// What the sub-agent reports, read from the runtime at request time.
+class SnmpAgent::Source final : public snmp::DataSource {
+ public:
+  Source(const control::Runtime& runtime, ExtraSources extra)
+      : runtime_(runtime), extra_(std::move(extra)) {}
 
-  const control::Runtime& runtime;
-  const config::SnmpConfig cfg;
-  const ExtraSources extra;
-  std::vector<NodeRow> rows;  // agent thread only
-  std::string last_warning;   // agent thread only
-  std::atomic<bool> stop{false};
-  std::array<int, 2> wake_pipe{-1, -1};
-  std::thread thread;
+  std::uint64_t active_connections() const override { return runtime_.active_sessions(); }
 
-  void run();
-  void register_objects();
-  void refresh_rows();
-  void log(const snmp_log_message& message);
+  std::optional<std::uint64_t> affinity_entries() const override {
+    if (!extra_.affinity_entries) return std::nullopt;
+    return extra_.affinity_entries();
+  }
 
-  // ---- net-snmp callbacks (C linkage not needed: net-snmp only calls through pointers) ----
-  static int on_log(int major, int minor, void* server_arg, void* client_arg);
-  static void on_wake(int fd, void* data);
-  static int handle_scalars(netsnmp_mib_handler* handler, netsnmp_handler_registration* reg,
-                            netsnmp_agent_request_info* info, netsnmp_request_info* requests);
-  static int handle_node_table(netsnmp_mib_handler* handler, netsnmp_handler_registration* reg,
-                               netsnmp_agent_request_info* info, netsnmp_request_info* requests);
-  static netsnmp_variable_list* first_row(void** loop, void** data, netsnmp_variable_list* index,
-                                          netsnmp_iterator_info* iinfo);
-  static netsnmp_variable_list* next_row(void** loop, void** data, netsnmp_variable_list* index,
-                                         netsnmp_iterator_info* iinfo);
+  std::chrono::milliseconds uptime() const override {
+    const auto up = std::chrono::system_clock::now() - process_start_time();
+    return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(up),
+                    std::chrono::milliseconds(0));
+  }
+
+  void node_rows(std::vector<snmp::NodeRow>& rows) const override {
+    rows.clear();
+    const auto snapshot = runtime_.snapshot();
+    for (const auto& [cluster_name, cluster] : snapshot->clusters) {
+      for (const balance::Node& node : cluster->nodes()) {
+        const balance::NodeRuntime& rt = *node.runtime;
+        snmp::NodeRow& row = rows.emplace_back();
+        row.cluster = cluster_name;
+        row.node = node.name;
+        row.address = node.address;
+        row.state = static_cast<long>(rt.admin_state.load(std::memory_order_relaxed)) + 1;
+        row.up = rt.up() ? 1 : 2;
+        row.active = static_cast<std::uint64_t>(
+            std::max<std::int64_t>(rt.active.load(std::memory_order_relaxed), 0));
+        row.total = rt.total.load(std::memory_order_relaxed);
+        row.failures = rt.failures_total();
+        row.bytes_to_node = rt.bytes_to_node.load(std::memory_order_relaxed);
+        row.bytes_to_client = rt.bytes_to_client.load(std::memory_order_relaxed);
+      }
+    }
+  }
+
+ private:
+  const control::Runtime& runtime_;
+  const ExtraSources extra_;
 };
-
-namespace {
-std::atomic<bool> agent_exists{false};
-// The running agent (an Impl), for net-snmp's log callback, which cannot get it as its client
-// argument: net-snmp frees those at shutdown. Used by the agent thread only.
-void* logging_agent = nullptr;
-}  // namespace
 
 SnmpAgent::SnmpAgent(const control::Runtime& runtime, const config::SnmpConfig& cfg,
                      ExtraSources extra) {
-  if (agent_exists.exchange(true)) {
-    throw std::logic_error("snmp: only one SNMP sub-agent can run in a process");
-  }
-  impl_ = std::make_unique<Impl>(runtime, cfg, std::move(extra));
-  if (::pipe2(impl_->wake_pipe.data(), O_CLOEXEC | O_NONBLOCK) != 0) {
-    agent_exists = false;
-    throw std::runtime_error(std::string("snmp: cannot create a pipe: ") + std::strerror(errno));
-  }
-  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  const snmp::StartFunction start = load_module();
+  source_ = std::make_unique<Source>(runtime, std::move(extra));
+  const snmp::AgentOptions options{cfg.agentx, pb::kVersion, kPingIntervalSeconds};
+  std::string error;
+  agent_.reset(start(*source_, options, error));
+  if (!agent_) throw std::runtime_error("snmp: " + error);
 }
 
-SnmpAgent::~SnmpAgent() {
-  impl_->stop = true;
-  const char byte = 1;
-  [[maybe_unused]] const auto written = ::write(impl_->wake_pipe[1], &byte, 1);
-  impl_->thread.join();
-  ::close(impl_->wake_pipe[0]);
-  ::close(impl_->wake_pipe[1]);
-  agent_exists = false;
-}
-
-void SnmpAgent::Impl::run() {
-  // Every net-snmp call happens on this thread, from set-up to shutdown.
-  logging_agent = this;
-  snmp_disable_log();
-  snmp_register_callback(SNMP_CALLBACK_LIBRARY, SNMP_CALLBACK_LOGGING, &Impl::on_log, nullptr);
-  snmp_enable_calllog();
-
-  netsnmp_ds_set_boolean(NETSNMP_DS_APPLICATION_ID, NETSNMP_DS_AGENT_ROLE, 1);  // sub-agent
-  netsnmp_ds_set_string(NETSNMP_DS_APPLICATION_ID, NETSNMP_DS_AGENT_X_SOCKET, cfg.agentx.c_str());
-  // net-snmp's timers would otherwise use alarm() and SIGALRM, which could land on any thread.
-  netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_ALARM_DONT_USE_SIG, 1);
-  // Keep no state files (/var/lib/snmp/protobalance.conf): there is nothing to persist.
-  netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_DISABLE_PERSISTENT_LOAD, 1);
-  netsnmp_ds_set_boolean(NETSNMP_DS_LIBRARY_ID, NETSNMP_DS_LIB_DISABLE_PERSISTENT_SAVE, 1);
-
-  init_agent(kAppName);
-  // After init_agent(), which sets net-snmp's default (15 s). With a ping interval, a missing
-  // master is retried at that interval instead of given up on, and a master that restarted is
-  // noticed and registered with again.
-  netsnmp_ds_set_int(NETSNMP_DS_APPLICATION_ID, NETSNMP_DS_AGENT_AGENTX_PING_INTERVAL,
-                     SnmpAgent::kPingIntervalSeconds);
-  register_objects();
-  register_readfd(wake_pipe[0], &Impl::on_wake, this);
-  spdlog::info("snmp: AgentX sub-agent for PROTOBALANCE-MIB ({}) using master socket {}",
-               kMibRootOid, cfg.agentx);
-  init_snmp(kAppName);  // connects to the master (or schedules the retries)
-
-  while (!stop.load()) {
-    // Returns after a request, a timer (ping, reconnect) or a byte on the wake-up pipe.
-    agent_check_and_process(1);
-  }
-  unregister_readfd(wake_pipe[0]);
-  snmp_shutdown(kAppName);
-  snmp_disable_log();
-  logging_agent = nullptr;
-}
-
-void SnmpAgent::Impl::on_wake(int fd, void* /*data*/) {
-  std::array<char, 16> drain{};
-  while (::read(fd, drain.data(), drain.size()) > 0) {
-  }
-}
-
-// net-snmp's log lines, in our log. A warning repeated word for word (the retries while the
-// master is away) is logged once, then at debug until something else is said.
-int SnmpAgent::Impl::on_log(int /*major*/, int /*minor*/, void* server_arg, void* /*client_arg*/) {
-  if (logging_agent != nullptr) {
-    static_cast<Impl*>(logging_agent)->log(*static_cast<snmp_log_message*>(server_arg));
-  }
-  return 1;
-}
-
-void SnmpAgent::Impl::log(const snmp_log_message& message) {
-  std::string text = message.msg == nullptr ? "" : message.msg;
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == ':')) {
-    text.pop_back();
-  }
-  for (const std::string_view prefix : {"Warning: ", "Error: "}) {
-    if (text.starts_with(prefix)) text.erase(0, prefix.size());
-  }
-  if (text.empty()) return;
-  if (message.priority <= LOG_WARNING) {
-    if (text == last_warning) {
-      spdlog::debug("snmp: {}", text);
-      return;
-    }
-    last_warning = text;
-    if (message.priority <= LOG_ERR) {
-      spdlog::error("snmp: {}", text);
-    } else {
-      spdlog::warn("snmp: {}", text);
-    }
-    return;
-  }
-  last_warning.clear();
-  if (message.priority <= LOG_INFO) {
-    spdlog::info("snmp: {}", text);
-  } else {
-    spdlog::debug("snmp: {}", text);
-  }
-}
-
-void SnmpAgent::Impl::register_objects() {
-  netsnmp_handler_registration* scalars =
-      netsnmp_create_handler_registration("pbScalars", &Impl::handle_scalars, kScalarsOid.data(),
-                                          kScalarsOid.size(), HANDLER_CAN_RONLY);
-  scalars->my_reg_void = this;
-  netsnmp_register_scalar_group(scalars, kVersion, kAffinityEntries);
-
-  netsnmp_handler_registration* table = netsnmp_create_handler_registration(
-      "pbNodeTable", &Impl::handle_node_table, kNodeTableOid.data(), kNodeTableOid.size(),
-      HANDLER_CAN_RONLY);
-  table->my_reg_void = this;
-  auto* table_info = SNMP_MALLOC_TYPEDEF(netsnmp_table_registration_info);
-  netsnmp_table_helper_add_indexes(table_info, ASN_OCTET_STR, ASN_OCTET_STR, 0);  // cluster, node
-  table_info->min_column = kAddress;
-  table_info->max_column = kBytesToClient;
-  auto* iinfo = SNMP_MALLOC_TYPEDEF(netsnmp_iterator_info);
-  iinfo->get_first_data_point = &Impl::first_row;
-  iinfo->get_next_data_point = &Impl::next_row;
-  iinfo->table_reginfo = table_info;
-  iinfo->myvoid = this;
-  netsnmp_register_table_iterator2(table, iinfo);
-}
-
-int SnmpAgent::Impl::handle_scalars(netsnmp_mib_handler* /*handler*/,
-                                    netsnmp_handler_registration* reg,
-                                    netsnmp_agent_request_info* info,
-                                    netsnmp_request_info* requests) {
-  // The scalar group helper has turned GETNEXT into GET and answers everything else.
-  if (info->mode != MODE_GET) return SNMP_ERR_NOERROR;
-  const auto* self = static_cast<const Impl*>(reg->my_reg_void);
-  for (netsnmp_request_info* r = requests; r != nullptr; r = r->next) {
-    netsnmp_variable_list* var = r->requestvb;
-    // The helpers have appended the object's sub-identifier and .0 to reg->rootoid; the
-    // object is the sub-identifier right after pbScalars.
-    if (var->name_length <= kScalarsOid.size()) continue;
-    switch (var->name[kScalarsOid.size()]) {
-      case kVersion:
-        set_string(var, pb::kVersion);
-        break;
-      case kUptime: {
-        const auto up = std::chrono::system_clock::now() - process_start_time();
-        const auto ticks = std::chrono::duration_cast<std::chrono::milliseconds>(up).count() / 10;
-        set_unsigned(var, ASN_TIMETICKS,
-                     gauge32(static_cast<std::uint64_t>(std::max<long long>(ticks, 0))));
-        break;
-      }
-      case kActiveConnections:
-        set_unsigned(var, ASN_GAUGE, gauge32(self->runtime.active_sessions()));
-        break;
-      case kAffinityEntries:
-        if (self->extra.affinity_entries) {
-          set_unsigned(var, ASN_GAUGE, gauge32(self->extra.affinity_entries()));
-        } else {
-          netsnmp_set_request_error(info, r, SNMP_NOSUCHINSTANCE);
-        }
-        break;
-      default:
-        netsnmp_set_request_error(info, r, SNMP_NOSUCHOBJECT);
-    }
-  }
-  return SNMP_ERR_NOERROR;
-}
-
-// The iterator helper walks every row for each request (tables here have tens of rows), so the
-// rows are copied from the snapshot once per walk, in first_row(), and point into `rows` until
-// the next walk.
-void SnmpAgent::Impl::refresh_rows() {
-  rows.clear();
-  const auto snapshot = runtime.snapshot();
-  for (const auto& [cluster_name, cluster] : snapshot->clusters) {
-    for (const balance::Node& node : cluster->nodes()) {
-      const balance::NodeRuntime& rt = *node.runtime;
-      NodeRow& row = rows.emplace_back();
-      row.cluster = cluster_name;
-      row.node = node.name;
-      row.address = node.address;
-      row.state = static_cast<long>(rt.admin_state.load(std::memory_order_relaxed)) + 1;
-      row.up = rt.up() ? 1 : 2;
-      row.active = gauge32(static_cast<std::uint64_t>(
-          std::max<std::int64_t>(rt.active.load(std::memory_order_relaxed), 0)));
-      row.total = rt.total.load(std::memory_order_relaxed);
-      row.failures = rt.failures_total();
-      row.bytes_to_node = rt.bytes_to_node.load(std::memory_order_relaxed);
-      row.bytes_to_client = rt.bytes_to_client.load(std::memory_order_relaxed);
-    }
-  }
-}
-
-namespace {
-
-netsnmp_variable_list* put_index(netsnmp_variable_list* index, const NodeRow& row) {
-  snmp_set_var_value(index, row.cluster.data(), row.cluster.size());
-  snmp_set_var_value(index->next_variable, row.node.data(), row.node.size());
-  return index;
-}
-
-}  // namespace
-
-netsnmp_variable_list* SnmpAgent::Impl::first_row(void** loop, void** data,
-                                                  netsnmp_variable_list* index,
-                                                  netsnmp_iterator_info* iinfo) {
-  auto* self = static_cast<Impl*>(iinfo->myvoid);
-  self->refresh_rows();
-  if (self->rows.empty()) return nullptr;
-  *loop = &self->rows.front();
-  *data = &self->rows.front();
-  return put_index(index, self->rows.front());
-}
-
-netsnmp_variable_list* SnmpAgent::Impl::next_row(void** loop, void** data,
-                                                 netsnmp_variable_list* index,
-                                                 netsnmp_iterator_info* iinfo) {
-  auto* self = static_cast<Impl*>(iinfo->myvoid);
-  auto* row = static_cast<NodeRow*>(*loop) + 1;
-  if (row >= self->rows.data() + self->rows.size()) return nullptr;
-  *loop = row;
-  *data = row;
-  return put_index(index, *row);
-}
-
-int SnmpAgent::Impl::handle_node_table(netsnmp_mib_handler* /*handler*/,
-                                       netsnmp_handler_registration* /*reg*/,
-                                       netsnmp_agent_request_info* info,
-                                       netsnmp_request_info* requests) {
-  // The iterator helper has found the row of each request (GETNEXT turned into GET).
-  if (info->mode != MODE_GET) return SNMP_ERR_NOERROR;
-  for (netsnmp_request_info* r = requests; r != nullptr; r = r->next) {
-    if (r->processed != 0) continue;
-    const auto* row = static_cast<const NodeRow*>(netsnmp_extract_iterator_context(r));
-    const netsnmp_table_request_info* cell = netsnmp_extract_table_info(r);
-    if (row == nullptr || cell == nullptr) {
-      netsnmp_set_request_error(info, r, SNMP_NOSUCHINSTANCE);
-      continue;
-    }
-    netsnmp_variable_list* var = r->requestvb;
-    switch (cell->colnum) {
-      case kAddress:
-        set_string(var, row->address);
-        break;
-      case kState:
-        set_integer(var, row->state);
-        break;
-      case kUp:
-        set_integer(var, row->up);
-        break;
-      case kActive:
-        set_unsigned(var, ASN_GAUGE, row->active);
-        break;
-      case kTotal:
-        set_counter64(var, row->total);
-        break;
-      case kFailures:
-        set_counter64(var, row->failures);
-        break;
-      case kBytesToNode:
-        set_counter64(var, row->bytes_to_node);
-        break;
-      case kBytesToClient:
-        set_counter64(var, row->bytes_to_client);
-        break;
-      default:
-        netsnmp_set_request_error(info, r, SNMP_NOSUCHOBJECT);
-    }
-  }
-  return SNMP_ERR_NOERROR;
-}
+// The agent first: its thread reads the source until it stops.
+SnmpAgent::~SnmpAgent() { agent_.reset(); }
 
 }  // namespace pb::metrics

@@ -16,6 +16,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -518,6 +519,79 @@ TEST_F(Admin, SighupReloadShowsInStatus) {
     return find_named(st, "clusters", "web").at("nodes").as_array().size() == 2;
   };
   EXPECT_TRUE(wait_status(has_b, in(10s))) << balancer().process().output();
+}
+
+// The service manager's side of sd_notify: a datagram socket named by NOTIFY_SOCKET, set in
+// this test's environment so that the daemon started next inherits it.
+class NotifyListener {
+ public:
+  // `name` is a path, or "@name" for the abstract namespace.
+  explicit NotifyListener(const std::string& name) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, name.data(), name.size());
+    if (name[0] == '@') address.sun_path[0] = '\0';
+    const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<const sockaddr*>(&address), length), 0)
+        << std::strerror(errno);
+    ::setenv("NOTIFY_SOCKET", name.c_str(), 1);
+  }
+  ~NotifyListener() {
+    ::unsetenv("NOTIFY_SOCKET");
+    ::close(fd_);
+  }
+  NotifyListener(const NotifyListener&) = delete;
+  NotifyListener& operator=(const NotifyListener&) = delete;
+
+  // The next message, or "" when none came before `deadline`.
+  std::string next(std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0))) != 1) return "";
+    char buffer[256];
+    const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+    return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : "";
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+TEST_F(Admin, NotifiesTheServiceManagerOfReadyReloadingAndStopping) {
+  // Verifies the Type=notify protocol on a socket path: READY=1 once the listeners are bound,
+  // RELOADING=1 then READY=1 around a reload, STOPPING=1 when asked to stop.
+  NotifyListener manager((dir_.path() / "notify.sock").string());
+  Backend a("a", BackendMode::greet_echo);
+  write_config(service_table() + cluster_table("web") + node_table("a", a.address()) +
+               listener_table("front", "web"));
+  start();
+  EXPECT_EQ(manager.next(in(5s)), "READY=1");
+  balancer().process().signal(SIGHUP);
+  EXPECT_EQ(manager.next(in(5s)), "RELOADING=1");
+  EXPECT_EQ(manager.next(in(5s)), "READY=1");
+  balancer().process().signal(SIGTERM);
+  EXPECT_EQ(manager.next(in(5s)), "STOPPING=1");
+  EXPECT_EQ(balancer().process().wait_exit(in(15s)), 0) << balancer().process().output();
+}
+
+TEST(ServiceNotify, AbstractSocketNameAndNoSocketAtAll) {
+  // Verifies that an abstract NOTIFY_SOCKET ("@name") gets READY=1, and that a daemon started
+  // without NOTIFY_SOCKET, or with one nobody listens on, serves all the same.
+  {
+    NotifyListener manager("@protobalance-test-" + std::to_string(::getpid()));
+    Backend node("n1");
+    Balancer balancer({"--listen", "127.0.0.1:0", "--node", node.address()});
+    EXPECT_EQ(manager.next(in(5s)), "READY=1");
+  }
+  Backend node("n1");
+  ::setenv("NOTIFY_SOCKET", "@protobalance-test-nobody-listens", 1);
+  Balancer balancer({"--listen", "127.0.0.1:0", "--node", node.address()});
+  ::unsetenv("NOTIFY_SOCKET");
+  Client client(balancer.address(), 2s);
+  ASSERT_TRUE(client.send_all("ping"));
+  EXPECT_EQ(client.recv_exact(4, in(5s)), "ping");
 }
 
 TEST_F(Admin, BadReloadKeepsTheOldConfigurationAndReportsThePosition) {

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "protobalance/config/config.hpp"
+#include "protobalance/metrics/snmp_module.hpp"
 #include "protobalance/metrics/sources.hpp"
 
 namespace pb::control {
@@ -18,17 +19,19 @@ inline constexpr const char* kMibRootOid = ".1.3.6.1.4.1.8072.9999.9999.7337";
 // affinity entries) and the node table, read from the runtime's snapshot and atomics at request
 // time.
 //
-// It runs the net-snmp agent library on its own thread (net-snmp is not thread-safe; nothing
-// else in the process may use it). When the master agent is absent or goes away, forwarding is
-// not affected: the sub-agent logs it once and reconnects, checking every ping interval.
-// Only one SnmpAgent may exist per process. Must be destroyed before `runtime`.
+// The sub-agent itself lives in the SNMP module (snmp_module.hpp), loaded when the first
+// SnmpAgent is made: processes without SNMP never map net-snmp and its dependencies. It runs the
+// net-snmp agent library on its own thread. When the master agent is absent or goes away,
+// forwarding is not affected: the sub-agent logs it once and reconnects, checking every ping
+// interval. Only one SnmpAgent may exist per process. Must be destroyed before `runtime`.
 class SnmpAgent {
  public:
   // How often the sub-agent pings the master, and retries when it has no connection.
   static constexpr int kPingIntervalSeconds = 5;
 
   // Starts the sub-agent thread and returns at once; never fails for want of a master agent.
-  // Throws std::logic_error if another SnmpAgent exists.
+  // Throws std::runtime_error("snmp: ...") when the module cannot be loaded or the sub-agent
+  // cannot start (another SnmpAgent exists, ...).
   SnmpAgent(const control::Runtime& runtime, const config::SnmpConfig& cfg, ExtraSources extra);
   // Unregisters from the master and stops the thread (within about a second).
   ~SnmpAgent();
@@ -36,8 +39,9 @@ class SnmpAgent {
   SnmpAgent& operator=(const SnmpAgent&) = delete;
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  class Source;
+  std::unique_ptr<Source> source_;
+  std::unique_ptr<snmp::Agent> agent_;
 };
 
 }  // namespace pb::metrics
