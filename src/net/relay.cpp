@@ -1,5 +1,6 @@
 #include "protobalance/net/relay.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -13,6 +14,9 @@ namespace {
 
 // Reads per readiness event before yielding to other sessions of the worker (fairness).
 constexpr int kMaxBurst = 16;
+// Bytes per splice(): a pipe's default capacity.
+constexpr std::size_t kSpliceChunk = 64 * 1024;
+constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
 }  // namespace
 
@@ -23,6 +27,14 @@ Relay::Relay(Socket& client, Socket& node, Worker& worker, SessionEntry& entry,
       up_(this, client, node, false),
       down_(this, node, client, true),
       allow_early_close_(allow_early_close) {}
+
+Relay::~Relay() {
+  // A pipe still borrowed here (the relay ended while splicing, or was destroyed unrun) may
+  // hold bytes: close it rather than give it back.
+  for (Direction* d : {&up_, &down_}) {
+    if (d->pipe.read >= 0) PipePool::close(d->pipe);
+  }
+}
 
 void Relay::start() {
   starting_ = true;
@@ -61,6 +73,10 @@ void Relay::pump(Direction& d) {
     end(d, End::aborted);
     return;
   }
+  if (d.splicing) {
+    pump_spliced(d);
+    return;
+  }
   auto buffer = worker_.buffers().borrow();
   for (int burst = 0; burst < kMaxBurst;) {
     const ssize_t n = ::recv(d.from->native_handle(), buffer.data(), buffer.size(), 0);
@@ -82,6 +98,11 @@ void Relay::pump(Direction& d) {
         return;
       }
       d.bytes += size;
+      if (size == buffer.size() && d.can_splice) {  // a bulk transfer: splice from here on
+        d.splicing = true;
+        pump_spliced(d);
+        return;
+      }
       // A short read almost always means the socket is drained; skip the recv that would only
       // say EAGAIN.
       if (size < buffer.size()) {
@@ -110,7 +131,100 @@ void Relay::pump(Direction& d) {
   yield(d);  // bytes still waiting: let the worker's other sessions run first
 }
 
+// As pump(), with splice() through a pipe instead of recv() and send() through a buffer. The
+// pipe goes back to the pool whenever it is empty and the direction waits for readability.
+void Relay::pump_spliced(Direction& d) {
+  if (d.pipe.read < 0) {
+    const auto pipe = worker_.pipes().borrow();
+    if (!pipe) {  // out of descriptors: copy instead, for the rest of this connection
+      d.splicing = false;
+      d.can_splice = false;
+      pump(d);
+      return;
+    }
+    d.pipe = *pipe;
+  }
+  const int from = d.from->native_handle();
+  for (int burst = 0; burst < kMaxBurst;) {
+    const ssize_t n = ::splice(from, nullptr, d.pipe.write, nullptr, kSpliceChunk, kSpliceFlags);
+    if (n > 0) {
+      ++burst;
+      entry_.last_tick = worker_.tick();
+      d.write_offset = 0;
+      d.write_size = static_cast<std::uint32_t>(n);
+      if (!flush_pipe(d)) {
+        release_pipe(d, false);
+        end(d, d.to->is_open() ? End::write_error : End::aborted);
+        return;
+      }
+      if (d.write_offset < d.write_size) {  // the receiver is slow: the pipe keeps the bytes
+        wait_write(d);
+        return;
+      }
+      d.bytes += static_cast<std::size_t>(n);
+      if (static_cast<std::size_t>(n) < kSpliceChunk) {  // drained, as a short read
+        release_pipe(d, true);
+        wait_read(d);
+        return;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    release_pipe(d, true);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      wait_read(d);
+    } else if (!d.from->is_open()) {
+      end(d, End::aborted);
+    } else if (n < 0) {
+      end(d, End::read_error);
+    } else {
+      end(d, End::eof);
+    }
+    return;
+  }
+  release_pipe(d, true);
+  yield(d);
+}
+
+bool Relay::flush_pipe(Direction& d) {
+  while (d.write_offset < d.write_size) {
+    const ssize_t n = ::splice(d.pipe.read, nullptr, d.to->native_handle(), nullptr,
+                               d.write_size - d.write_offset, kSpliceFlags);
+    if (n > 0) {
+      d.write_offset += static_cast<std::uint32_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  return true;
+}
+
+void Relay::release_pipe(Direction& d, bool empty) {
+  if (d.pipe.read < 0) return;
+  if (empty) {
+    worker_.pipes().give_back(d.pipe);
+  } else {
+    PipePool::close(d.pipe);  // may hold bytes: never reuse it
+  }
+  d.pipe = Pipe{};
+}
+
 void Relay::continue_write(Direction& d) {
+  if (d.pipe.read >= 0) {
+    if (!flush_pipe(d)) {
+      release_pipe(d, false);
+      end(d, d.to->is_open() ? End::write_error : End::aborted);
+      return;
+    }
+    if (d.write_offset < d.write_size) {
+      wait_write(d);
+      return;
+    }
+    d.bytes += d.write_size;
+    pump_spliced(d);
+    return;
+  }
   std::size_t done = d.write_offset;
   if (!send_some(d, d.pending.get(), d.write_size, done)) {
     give_back(d);
@@ -197,6 +311,7 @@ void Relay::on_ready(Direction& d, const boost::system::error_code& ec) {
     case State::waiting_write:
       if (ec) {
         give_back(d);
+        release_pipe(d, false);
         end(d, End::aborted);
       } else {
         continue_write(d);

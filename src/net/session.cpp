@@ -38,9 +38,8 @@ std::string_view to_string(RelayEnd end) {
 }
 
 // Low latency for interactive protocols, and the raw send/recv of the relay need non-blocking
-// sockets. A connected node socket is non-blocking already (Asio's async_connect made it so);
-// an accepted client socket is not. Failures here mean the peer is already gone, which the
-// relay will notice.
+// sockets. A node socket is non-blocking from the start (see Socket::adopt); an accepted client
+// socket is not. Failures here mean the peer is already gone, which the relay will notice.
 void prepare(Socket& socket, bool make_non_blocking) {
   boost::system::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);

@@ -15,6 +15,7 @@
 
 #include "protobalance/net/buffer_pool.hpp"
 #include "protobalance/net/io.hpp"
+#include "protobalance/net/pipe_pool.hpp"
 #include "protobalance/net/worker.hpp"
 
 namespace pb::net {
@@ -93,6 +94,10 @@ class OpSlotAllocator {
 // end of stream on one side is passed on as shutdown(send) to the other while the other
 // direction keeps flowing (half-close). A hard error on either side ends both directions.
 //
+// A direction that fills its buffer (a bulk transfer) moves on to splice(): bytes go from one
+// socket to the other through a pipe borrowed from the worker's pool, without being copied
+// through user space (measured in BENCHMARKS.md).
+//
 // Each direction is a small readiness-driven state machine rather than a coroutine: waiting
 // for readiness costs one pending Asio operation that lives in the direction's OpSlot, so an idle
 // connection holds no buffer, no coroutine frame of its own and no heap block besides this
@@ -110,7 +115,7 @@ class Relay {
  protected:
   Relay(Socket& client, Socket& node, Worker& worker,
         SessionEntry& entry, bool allow_early_close);
-  virtual ~Relay() = default;
+  virtual ~Relay();
 
   // Starts both directions. Calls complete() once both have ended (from within start() only if
   // both ended at once, with `in_start` true).
@@ -139,9 +144,12 @@ class Relay {
     // A borrowed buffer (see BufferPool::Lease::release) with bytes the receiver has not taken
     // yet; null except while waiting for room to write.
     std::unique_ptr<std::byte[]> pending;
-    std::uint32_t write_offset = 0;  // of `pending` while waiting for room to write
+    std::uint32_t write_offset = 0;  // of `pending` or `pipe` while waiting for room to write
     std::uint32_t write_size = 0;
+    Pipe pipe;  // borrowed while splicing bytes are in it; read == -1 when none
     bool from_node;
+    bool splicing = false;     // bulk: splice() through `pipe` instead of copying
+    bool can_splice = true;    // false once no pipe could be had (out of descriptors)
     State state = State::running;
     End end = End::none;
     OpSlot slot;
@@ -169,6 +177,10 @@ class Relay {
   };
 
   void pump(Direction& d);
+  void pump_spliced(Direction& d);
+  // Moves the bytes in `d.pipe` to `d.to` from `d.write_offset`; false on a hard error.
+  static bool flush_pipe(Direction& d);
+  void release_pipe(Direction& d, bool empty);
   void continue_write(Direction& d);
   void give_back(Direction& d);
   // Sends [data + done, data + size); false on a hard error (`done` says how far it got).

@@ -16,6 +16,7 @@
 #include "protobalance/balance/node.hpp"
 #include "protobalance/net/buffer_pool.hpp"
 #include "protobalance/net/io.hpp"
+#include "protobalance/net/pipe_pool.hpp"
 
 namespace pb::net {
 
@@ -59,6 +60,7 @@ class Worker {
   unsigned index() const { return index_; }
   boost::asio::io_context& context() { return context_; }
   BufferPool& buffers() { return buffers_; }
+  PipePool& pipes() { return pipes_; }
 
   // The coarse clock sessions stamp their activity with; advanced by the idle sweeper.
   std::uint64_t tick() const { return tick_; }
@@ -97,6 +99,7 @@ class Worker {
   // Declared before the io_context: operations the io_context destroys unrun may still hold
   // a buffer lease.
   BufferPool buffers_;
+  PipePool pipes_;
   boost::asio::io_context context_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   boost::intrusive::list<SessionEntry, boost::intrusive::constant_time_size<false>> sessions_;
