@@ -1,5 +1,7 @@
 #include "protobalance/net/worker.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace pb::net {
@@ -10,8 +12,13 @@ void SessionEntry::close() {
   if (node != nullptr) node->close(ignored);
 }
 
-Worker::Worker(unsigned index, std::chrono::milliseconds tick)
-    : index_(index), tick_interval_(tick), context_(1), sweep_timer_(context_), connect_timer_(context_) {
+Worker::Worker(unsigned index, std::chrono::milliseconds tick, std::size_t wheel_slots)
+    : index_(index),
+      tick_interval_(tick),
+      context_(1),
+      wheel_(std::max<std::size_t>(wheel_slots, 1)),
+      sweep_timer_(context_),
+      connect_timer_(context_) {
   guard_.emplace(context_.get_executor());
 }
 
@@ -29,18 +36,32 @@ std::uint64_t Worker::ticks_for(std::chrono::milliseconds timeout) const {
 
 void Worker::track(SessionEntry& entry) {
   entry.last_tick = tick_;
-  sessions_.push_back(entry);
+  if (entry.idle_ticks == 0) {
+    untimed_.push_back(entry);
+  } else {
+    schedule_check(entry);
+  }
+}
+
+void Worker::schedule_check(SessionEntry& entry) {
+  // The first tick at which `tick_ - last_tick > idle_ticks` can hold.
+  const std::uint64_t due = entry.last_tick + entry.idle_ticks + 1;
+  wheel_[due % wheel_.size()].push_back(entry);
 }
 
 std::size_t Worker::close_sessions(const std::function<bool(const SessionEntry&)>& match) {
   std::size_t closed = 0;
-  for (auto& entry : sessions_) {
-    if (match(entry)) {
-      entry.killed = true;
-      entry.close();
-      ++closed;
+  auto close_matching = [&](SessionList& list) {
+    for (auto& entry : list) {
+      if (match(entry)) {
+        entry.killed = true;
+        entry.close();
+        ++closed;
+      }
     }
-  }
+  };
+  close_matching(untimed_);
+  for (auto& slot : wheel_) close_matching(slot);
   return closed;
 }
 
@@ -109,14 +130,22 @@ void Worker::schedule_sweep() {
 }
 
 // Closes sessions that moved no byte for their idle timeout. One timer per worker instead of one
-// per session keeps an idle connection's cost to its coroutine frames.
+// per session, and one wheel slot per tick instead of every session: a session whose time is
+// not up (it moved bytes since it was filed) is filed again for when it could be.
 void Worker::sweep() {
   ++tick_;
-  for (auto& entry : sessions_) {
-    if (entry.idle_ticks != 0 && !entry.idle_expired && tick_ - entry.last_tick > entry.idle_ticks) {
-      entry.idle_expired = true;
+  SessionList due;
+  due.splice(due.end(), wheel_[tick_ % wheel_.size()]);
+  while (!due.empty()) {
+    SessionEntry& entry = due.front();
+    due.pop_front();
+    if (entry.idle_expired) continue;
+    if (tick_ - entry.last_tick > entry.idle_ticks) {
+      entry.idle_expired = true;  // out of the wheel; its frame goes when the session ends
       entry.close();
+      continue;
     }
+    schedule_check(entry);
   }
 }
 
