@@ -75,6 +75,7 @@ Task<void> Listener::accept_loop() {
     tcp::endpoint peer;
     auto [ec] = co_await acceptor_.async_accept(socket, peer, asio::as_tuple(use_task));
     if (!ec) {
+      socket.mark_unshared();  // fresh from accept(): no epoll_ctl(DEL) when it closes
       asio::co_spawn(worker_.context(), run_session(worker_, route_, std::move(socket), peer),
                      on_session_done);
       continue;

@@ -33,7 +33,17 @@ class Socket : public boost::asio::basic_stream_socket<boost::asio::ip::tcp, Exe
     if (ec) return;
     namespace ops = boost::asio::detail::socket_ops;
     auto& state = impl_.get_implementation().state_;
-    state = static_cast<ops::state_type>((state | ops::non_blocking) & ~ops::possible_dup);
+    state = static_cast<ops::state_type>(state | ops::non_blocking);
+    mark_unshared();
+  }
+
+  // For a socket that only this object refers to (fresh from accept() or socket(), never
+  // dup()ed), which Asio's accept and assign cannot know: closing it then leaves the epoll set
+  // by itself, without an epoll_ctl(DEL).
+  void mark_unshared() {
+    namespace ops = boost::asio::detail::socket_ops;
+    auto& state = impl_.get_implementation().state_;
+    state = static_cast<ops::state_type>(state & ~ops::possible_dup);
   }
 };
 using Acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, Executor>;
