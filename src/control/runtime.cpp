@@ -573,6 +573,7 @@ int Runtime::run() {
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.add(SIGHUP);
+  signals_.add(SIGUSR1);
   start();
   std::function<void(boost::system::error_code, int)> on_signal =
       [this, &on_signal](boost::system::error_code ec, int signo) {
@@ -581,6 +582,14 @@ int Runtime::run() {
           if (!stopping_) {
             spdlog::info("SIGHUP: reloading {}", config_->file.string());
             reload();
+          }
+        } else if (signo == SIGUSR1) {
+          // Log rotation: the access log is reopened at its path before its next line.
+          if (options_.access_log != nullptr) {
+            spdlog::info("SIGUSR1: reopening the access log");
+            options_.access_log->reopen();
+          } else {
+            spdlog::info("SIGUSR1: no access log to reopen");
           }
         } else if (stopping_) {
           spdlog::warn("second stop signal ({}): exiting now", signo == SIGINT ? "SIGINT" : "SIGTERM");

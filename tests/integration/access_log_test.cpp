@@ -1,5 +1,10 @@
 // End-to-end test of the access log: the real balancer writes one line per finished connection.
+#include <algorithm>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
+#include <regex>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -13,6 +18,17 @@ namespace {
 std::string read_all(const std::filesystem::path& file) {
   std::ifstream in(file);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Waits (at most 5 s) until `file` holds at least `lines` lines; returns its text.
+std::string wait_lines(const std::filesystem::path& file, long lines) {
+  std::string text;
+  for (auto deadline = in(5s); std::chrono::steady_clock::now() < deadline;) {
+    text = read_all(file);
+    if (std::count(text.begin(), text.end(), '\n') >= lines) break;
+    std::this_thread::sleep_for(20ms);  // the writer thread appends asynchronously
+  }
+  return text;
 }
 
 TEST(AccessLog, OneLinePerFinishedConnectionWithNodeBytesAndFallOvers) {
@@ -90,6 +106,51 @@ address = ")" + good.address() + R"("
     if (!found) std::this_thread::sleep_for(20ms);  // the writer thread appends asynchronously
   }
   EXPECT_TRUE(found) << log;
+}
+
+TEST(AccessLog, Sigusr1ReopensTheFileForRotation) {
+  // Verifies log rotation: after the file is moved away and SIGUSR1 is sent, the next line goes
+  // to a new file at the configured path and the moved file keeps what it had.
+  Backend node("n1");
+  TempDir dir;
+  auto file = dir.write("pb.toml", R"([service]
+state_dir = "state"
+[access_log]
+enabled = true
+path = "access.log"
+[[listener]]
+name = "front"
+listen = "127.0.0.1:0"
+cluster = "web"
+[[cluster]]
+name = "web"
+[[cluster.node]]
+name = "n1"
+address = ")" + node.address() + R"("
+)");
+  Balancer balancer({"--config", file.string()});
+  auto one_connection = [&](const std::string& payload) {
+    Client client(balancer.address("front"), 5s);
+    ASSERT_TRUE(client.send_all(payload));
+    client.shutdown_write();
+    EXPECT_EQ(client.recv_all(in(5s)), payload);
+  };
+  const auto log_file = dir.path() / "state" / "access.log";
+  const auto rotated = dir.path() / "state" / "access.log.1";
+  one_connection("one");  // 3 bytes each way
+  const std::string first = wait_lines(log_file, 1);
+  ASSERT_EQ(std::count(first.begin(), first.end(), '\n'), 1) << balancer.process().output();
+  std::filesystem::rename(log_file, rotated);
+  balancer.process().signal(SIGUSR1);
+  ASSERT_TRUE(balancer.process().wait_for(std::regex("SIGUSR1: reopening the access log"), in(5s)))
+      << balancer.process().output();
+  one_connection("second");  // 6 bytes each way
+  const std::string fresh = wait_lines(log_file, 1);
+  EXPECT_EQ(std::count(fresh.begin(), fresh.end(), '\n'), 1) << fresh;
+  EXPECT_NE(fresh.find(" to_node=6 "), std::string::npos) << fresh;
+  const std::string old = read_all(rotated);
+  EXPECT_EQ(std::count(old.begin(), old.end(), '\n'), 1) << old;
+  EXPECT_NE(old.find(" to_node=3 "), std::string::npos) << old;
 }
 
 }  // namespace

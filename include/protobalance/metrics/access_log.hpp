@@ -49,8 +49,8 @@ class AccessLog final : public net::AccessLogSink {
   bool submit(net::AccessRecord&& record) noexcept override;
 
   // Makes the writer close and reopen the file before its next write, for log rotation (move
-  // the file, then call this, e.g. from SIGHUP). Thread-safe.
-  void reopen();
+  // the file, then call this; the daemon does on SIGUSR1). Thread-safe.
+  void reopen() override;
 
   // Records written, dropped and failed so far. Thread-safe.
   AccessLogCounts counts() const;

@@ -41,6 +41,9 @@ class AccessLogSink {
   // Takes the record if there is room, else drops and counts it; returns whether it was taken.
   // Never waits for I/O; callable from any thread.
   virtual bool submit(AccessRecord&& record) noexcept = 0;
+  // Closes and reopens the log file before the next record (log rotation). Callable from any
+  // thread; never waits for I/O.
+  virtual void reopen() = 0;
 };
 
 }  // namespace pb::net
