@@ -7,9 +7,9 @@
 // (measured in BENCHMARKS.md).
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/detail/socket_ops.hpp>
 #include <boost/asio/basic_socket_acceptor.hpp>
 #include <boost/asio/basic_stream_socket.hpp>
+#include <boost/asio/detail/socket_ops.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -23,11 +23,12 @@ class Socket : public boost::asio::basic_stream_socket<boost::asio::ip::tcp, Exe
  public:
   using basic_stream_socket::basic_stream_socket;
 
-  // Takes over `fd`, a socket this process has just created with accept4() or socket() and
-  // SOCK_NONBLOCK. Asio's assign() must assume any descriptor may be blocking and shared
-  // with another (dup()ed) descriptor, and so pays an ioctl(FIONBIO) before the first wait
-  // and an epoll_ctl(DEL) when closing; a fresh non-blocking socket needs neither, which saves
-  // three system calls per proxied connection (BENCHMARKS.md). On error `fd` is not taken.
+  // Takes over `fd`, a socket this process has just created with socket() and SOCK_NONBLOCK.
+  // Asio's assign() must assume any descriptor may be blocking and shared with another
+  // (dup()ed) descriptor, and so pays an ioctl(FIONBIO) before the first wait and an
+  // epoll_ctl(DEL) when closing; a fresh non-blocking socket needs neither (BENCHMARKS.md).
+  // Uses Asio's socket state (detail API of Boost 1.81, the version this project builds with).
+  // On error `fd` is not taken.
   void adopt(const boost::asio::ip::tcp& protocol, int fd, boost::system::error_code& ec) {
     assign(protocol, fd, ec);
     if (ec) return;
