@@ -68,7 +68,7 @@ std::string listed_node(const std::filesystem::path& file, const std::string& cl
   for (auto deadline = in(5s);;) {
     auto rows = list_json(file, {"--client", client});
     listed = rows.size() == 1 ? std::string(rows[0].as_object().at("node").as_string())
-                              : "<" + std::to_string(rows.size()) + " rows>";
+                              : std::string("<").append(std::to_string(rows.size())).append(" rows>");
     if (expected.empty() || listed == expected || std::chrono::steady_clock::now() > deadline) break;
     std::this_thread::sleep_for(100ms);  // the store's commit interval is 1 s
   }

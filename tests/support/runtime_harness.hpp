@@ -27,7 +27,7 @@ class RuntimeHarness {
     auto loaded = control::load_config(file);
     if (!loaded.config) {
       std::string message = "configuration refused:";
-      for (const auto& error : loaded.errors) message += "\n" + error.to_string();
+      for (const auto& error : loaded.errors) message.append("\n").append(error.to_string());
       throw std::runtime_error(message);
     }
     runtime_ = std::make_unique<control::Runtime>(loaded.config,
