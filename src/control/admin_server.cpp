@@ -237,6 +237,28 @@ std::string cluster_names(const Runtime::Snapshot& snapshot) {
   return text;
 }
 
+// The cluster named `name`, or the 404 that says which clusters there are.
+std::variant<const balance::Cluster*, AdminResponse> find_cluster(const Runtime::Snapshot& snapshot,
+                                                                  const std::string& name) {
+  const auto cluster = snapshot.clusters.find(name);
+  if (cluster == snapshot.clusters.end()) {
+    return error_response(404, fmt::format("no cluster named {}; clusters: {}", name,
+                                           cluster_names(snapshot)));
+  }
+  return cluster->second.get();
+}
+
+// A client address or network from a request, or the 400 that shows the accepted forms.
+std::variant<affinity::ClientKey, AdminResponse> client_field(const std::string& client) {
+  auto given = affinity::parse_client(client);
+  if (!given) {
+    return error_response(400, fmt::format("client '{}' is not an address or network (e.g. "
+                                           "192.0.2.7, 192.0.2.0/24, 2001:db8::/64)",
+                                           client));
+  }
+  return *given;
+}
+
 AdminResponse put_node_state(Runtime& runtime, const std::string& cluster_name,
                              const std::string& node_name, std::string_view body) {
   auto parsed = parse_fields(body, {"state"}, {});
@@ -249,17 +271,15 @@ AdminResponse put_node_state(Runtime& runtime, const std::string& cluster_name,
                                            word));
   }
   const auto snapshot = runtime.snapshot();
-  const auto cluster = snapshot->clusters.find(cluster_name);
-  if (cluster == snapshot->clusters.end()) {
-    return error_response(404, fmt::format("no cluster named {}; clusters: {}", cluster_name,
-                                           cluster_names(*snapshot)));
-  }
-  const std::int32_t index = cluster->second->find(node_name);
+  auto found = find_cluster(*snapshot, cluster_name);
+  if (auto* refused = std::get_if<AdminResponse>(&found)) return std::move(*refused);
+  const balance::Cluster& cluster = *std::get<const balance::Cluster*>(found);
+  const std::int32_t index = cluster.find(node_name);
   if (index < 0) {
     return error_response(404, fmt::format("cluster {} has no node named {}; nodes: {}",
-                                           cluster_name, node_name, names_of(*cluster->second)));
+                                           cluster_name, node_name, names_of(cluster)));
   }
-  const auto previous = cluster->second->nodes()[static_cast<std::uint32_t>(index)]
+  const auto previous = cluster.nodes()[static_cast<std::uint32_t>(index)]
                             .runtime->admin_state.load(std::memory_order_relaxed);
   if (!runtime.set_node_state(cluster_name, node_name, *state)) {
     return error_response(404, fmt::format("cluster {} has no node named {}", cluster_name, node_name));
@@ -344,27 +364,22 @@ AdminResponse put_affinity(Runtime& runtime, std::string_view body) {
   const std::string& client = values.at("client");
   const std::string& node_name = values.at("node");
 
-  const auto given = affinity::parse_client(client);
-  if (!given) {
-    return error_response(400, fmt::format("client '{}' is not an address or network (e.g. "
-                                           "192.0.2.7, 192.0.2.0/24, 2001:db8::/64)",
-                                           client));
-  }
+  auto parsed_client = client_field(client);
+  if (auto* refused = std::get_if<AdminResponse>(&parsed_client)) return std::move(*refused);
+  const affinity::ClientKey* given = &std::get<affinity::ClientKey>(parsed_client);
   const auto snapshot = runtime.snapshot();
-  const auto cluster = snapshot->clusters.find(cluster_name);
-  if (cluster == snapshot->clusters.end()) {
-    return error_response(404, fmt::format("no cluster named {}; clusters: {}", cluster_name,
-                                           cluster_names(*snapshot)));
-  }
-  const config::ClusterConfig& cfg = cluster->second->config();
+  auto found = find_cluster(*snapshot, cluster_name);
+  if (auto* refused = std::get_if<AdminResponse>(&found)) return std::move(*refused);
+  const balance::Cluster& cluster = *std::get<const balance::Cluster*>(found);
+  const config::ClusterConfig& cfg = cluster.config();
   if (!cfg.affinity.enabled) {
     return error_response(409, fmt::format("cluster {} does not use client affinity ([cluster.affinity] "
                                            "enabled = false); a pin would never be used",
                                            cluster_name));
   }
-  if (cluster->second->find(node_name) < 0) {
+  if (cluster.find(node_name) < 0) {
     return error_response(404, fmt::format("cluster {} has no node named {}; nodes: {}",
-                                           cluster_name, node_name, names_of(*cluster->second)));
+                                           cluster_name, node_name, names_of(cluster)));
   }
   const affinity::ClientKey key = key_in_cluster(*given, cfg.affinity);
   const std::uint8_t expected = key.is_v4() ? cfg.affinity.prefix_v4 : cfg.affinity.prefix_v6;
@@ -404,21 +419,15 @@ AdminResponse delete_affinity(Runtime& runtime, const Target& target) {
   if (client.empty()) {
     return error_response(400, "missing query parameter client (DELETE /v1/affinity?client=ADDR)");
   }
-  const auto given = affinity::parse_client(client);
-  if (!given) {
-    return error_response(400, fmt::format("client '{}' is not an address or network (e.g. "
-                                           "192.0.2.7, 192.0.2.0/24, 2001:db8::/64)",
-                                           client));
-  }
+  auto parsed_client = client_field(client);
+  if (auto* refused = std::get_if<AdminResponse>(&parsed_client)) return std::move(*refused);
+  const affinity::ClientKey* given = &std::get<affinity::ClientKey>(parsed_client);
   const auto snapshot = runtime.snapshot();
   std::vector<const config::ClusterConfig*> clusters;
   if (!cluster_name.empty()) {
-    const auto cluster = snapshot->clusters.find(cluster_name);
-    if (cluster == snapshot->clusters.end()) {
-      return error_response(404, fmt::format("no cluster named {}; clusters: {}", cluster_name,
-                                             cluster_names(*snapshot)));
-    }
-    clusters.push_back(&cluster->second->config());
+    auto found = find_cluster(*snapshot, cluster_name);
+    if (auto* refused = std::get_if<AdminResponse>(&found)) return std::move(*refused);
+    clusters.push_back(&std::get<const balance::Cluster*>(found)->config());
   } else {
     for (const auto& cfg : snapshot->config->clusters) {
       if (cfg.affinity.enabled) clusters.push_back(&cfg);

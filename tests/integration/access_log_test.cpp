@@ -71,12 +71,7 @@ address = ")" + good.address() + R"("
     }
   }
   const auto log_file = dir.path() / "state" / "access.log";
-  std::string log;
-  for (auto deadline = in(5s); std::chrono::steady_clock::now() < deadline;) {
-    log = read_all(log_file);
-    if (std::count(log.begin(), log.end(), '\n') >= 2) break;
-    std::this_thread::sleep_for(20ms);  // the writer thread appends asynchronously
-  }
+  std::string log = wait_lines(log_file, 2);
   const std::regex line(
       "client=127\\.0\\.0\\.7:\\d+ listener=front cluster=web node=good attempts=(\\d) "
       "fallovers=(\\d) connect_ms=[0-9.]+ to_node=5 to_client=5 duration_ms=[0-9.]+ end=finished");

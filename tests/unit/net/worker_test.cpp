@@ -1,6 +1,7 @@
 #include "protobalance/net/worker.hpp"
 
 #include <chrono>
+#include <cstdlib>
 #include <future>
 
 #include <boost/asio/post.hpp>
@@ -20,7 +21,10 @@ auto on_worker(Worker& worker, F f) {
   std::packaged_task<decltype(f())()> task(std::move(f));
   auto result = task.get_future();
   asio::post(worker.context(), [&task] { task(); });
-  EXPECT_EQ(result.wait_for(5s), std::future_status::ready);
+  if (result.wait_for(5s) != std::future_status::ready) {
+    ADD_FAILURE() << "the worker did not run the task within 5 s";
+    std::abort();  // the posted task still refers to this frame
+  }
   return result.get();
 }
 
