@@ -165,7 +165,10 @@ void AccessLog::run() {
     if (reopen_.exchange(false, std::memory_order_relaxed) && owns_file_) {
       std::fclose(file_);
       file_ = nullptr;
-      if (!open_file()) {
+      if (open_file()) {
+        // Said after the fact: every record submitted from here on goes to the new file.
+        spdlog::info("access_log: reopened {}", path_.string());
+      } else {
         spdlog::warn("access_log: cannot reopen {}: {}", path_.string(), std::strerror(errno));
       }
     }
