@@ -79,7 +79,7 @@ void Relay::pump(Direction& d) {
   }
   auto buffer = worker_.buffers().borrow();
   for (int burst = 0; burst < kMaxBurst;) {
-    const ssize_t n = ::recv(d.from->native_handle(), buffer.data(), buffer.size(), 0);
+    const ssize_t n = ::recv(d.from->native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
     if (n > 0) {
       ++burst;
       consumed_ = true;
@@ -136,7 +136,8 @@ void Relay::pump(Direction& d) {
 void Relay::pump_spliced(Direction& d) {
   if (d.pipe.read < 0) {
     const auto pipe = worker_.pipes().borrow();
-    if (!pipe) {  // out of descriptors: copy instead, for the rest of this connection
+    if (!pipe || !make_non_blocking(d)) {  // out of descriptors: copy instead, from here on
+      if (pipe) worker_.pipes().give_back(*pipe);
       d.splicing = false;
       d.can_splice = false;
       pump(d);
@@ -184,6 +185,19 @@ void Relay::pump_spliced(Direction& d) {
   }
   release_pipe(d, true);
   yield(d);
+}
+
+// recv() and send() say MSG_DONTWAIT, so the sockets may be in blocking mode (an accepted
+// socket is: Asio's accept() does not set O_NONBLOCK, and setting it costs a system call per
+// connection). splice() has no such flag for the socket side: a splicing direction needs both
+// sockets non-blocking, set once (Asio keeps the mode in the socket's state).
+bool Relay::make_non_blocking(Direction& d) {
+  boost::system::error_code ec;
+  for (Socket* socket : {d.from, d.to}) {
+    if (!socket->non_blocking()) socket->non_blocking(true, ec);
+    if (ec) return false;
+  }
+  return true;
 }
 
 bool Relay::flush_pipe(Direction& d) {
@@ -243,7 +257,8 @@ void Relay::continue_write(Direction& d) {
 
 bool Relay::send_some(Direction& d, const std::byte* data, std::size_t size, std::size_t& done) {
   while (done < size) {
-    const ssize_t n = ::send(d.to->native_handle(), data + done, size - done, MSG_NOSIGNAL);
+    const ssize_t n =
+        ::send(d.to->native_handle(), data + done, size - done, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) {
       done += static_cast<std::size_t>(n);
       continue;

@@ -37,13 +37,12 @@ std::string_view to_string(RelayEnd end) {
   return "?";
 }
 
-// Low latency for interactive protocols, and the raw send/recv of the relay need non-blocking
-// sockets. A node socket is non-blocking from the start (see Socket::adopt); an accepted client
-// socket is not. Failures here mean the peer is already gone, which the relay will notice.
-void prepare(Socket& socket, bool make_non_blocking) {
+// Low latency for interactive protocols. (The relay's recv() and send() say MSG_DONTWAIT, so an
+// accepted socket can stay in blocking mode; see Relay::make_non_blocking.) A failure here means
+// the peer is already gone, which the relay will notice.
+void prepare(Socket& socket) {
   boost::system::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
-  if (make_non_blocking) socket.non_blocking(true, ignored);
 }
 
 // Keeps the worker's and the listener's counts of live sessions right on every exit path.
@@ -255,7 +254,7 @@ Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Socke
   entry.client = &client;
   entry.idle_ticks = worker.ticks_for(cluster.config().idle_timeout);
   worker.track(entry);
-  prepare(client, true);
+  prepare(client);
 
   // Affinity: the client's recorded node, if any, is preferred (then its fall-over chain).
   const AffinityLookup affinity = look_up_affinity(*route, cluster, peer);
@@ -283,7 +282,7 @@ Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Socke
     if (step == AfterConnect::next_node) continue;
     const auto connect_time = std::chrono::steady_clock::now() - started;
     cluster.on_connected(index, connect_time);
-    prepare(upstream, false);
+    prepare(upstream);
     if (affinity.enabled) record_affinity(*route, cluster, affinity, index);
 
     const RelayResult result =

@@ -123,6 +123,28 @@ TEST(Forwarding, TwentyFourMebibytesEachWayWithSlowReader) {
   EXPECT_EQ(sha256_hex(got), sha256_hex(payload));
 }
 
+TEST(Forwarding, AStalledBulkReaderDoesNotHoldUpOtherConnections) {
+  // Verifies that a client which stops reading in the middle of a bulk transfer (the relay is
+  // splicing towards it and its socket is full) never blocks the worker: on the only worker
+  // thread, another client is served meanwhile. (Whether splice() would block on a socket in
+  // blocking mode depends on the kernel version; the relay never leaves it to the kernel.)
+  Backend node("n1");
+  Balancer balancer(quick("127.0.0.1:0", {node.address()}, "1"));
+  Client stalled(balancer.address());
+  ASSERT_TRUE(stalled.connected());
+  // The client never reads. The node echoes, so once the kernel buffers between the node and
+  // the client are full the relay waits on the client's full socket, and everything stalls
+  // back to the client's own send.
+  const std::string payload = random_bytes(48 * 1024 * 1024, 7);
+  auto sender = std::async(std::launch::async, [&] { return stalled.send_all(payload, in(4s)); });
+  std::this_thread::sleep_for(500ms);  // ample for the buffers to fill on loopback
+  Client other(balancer.address());
+  ASSERT_TRUE(other.connected());
+  ASSERT_TRUE(other.send_all("ping", in(2s)));
+  EXPECT_EQ(other.recv_exact(4, in(2s)), "ping");
+  EXPECT_FALSE(sender.get()) << "the transfer never stalled, so this test proved nothing";
+}
+
 TEST(Forwarding, SixHundredConcurrentConnections) {
   // Verifies that 650 connections held open at the same time all relay their own bytes.
   rlimit limit{};

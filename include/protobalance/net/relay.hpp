@@ -178,6 +178,8 @@ class Relay {
 
   void pump(Direction& d);
   void pump_spliced(Direction& d);
+  // Puts both sockets of `d` in non-blocking mode (for splice()); false if that failed.
+  static bool make_non_blocking(Direction& d);
   // Moves the bytes in `d.pipe` to `d.to` from `d.write_offset`; false on a hard error.
   static bool flush_pipe(Direction& d);
   void release_pipe(Direction& d, bool empty);
