@@ -76,6 +76,7 @@ Task<void> Listener::accept_loop() {
     auto [ec] = co_await acceptor_.async_accept(socket, peer, asio::as_tuple(use_task));
     if (!ec) {
       socket.mark_unshared();  // fresh from accept(): no epoll_ctl(DEL) when it closes
+      socket.skip_non_blocking_for_waits();  // the relay says MSG_DONTWAIT: no ioctl
       asio::co_spawn(worker_.context(), run_session(worker_, route_, std::move(socket), peer),
                      on_session_done);
       continue;

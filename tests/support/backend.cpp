@@ -1,5 +1,6 @@
 #include "support/backend.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -140,6 +141,19 @@ BlackHole::~BlackHole() {
     if (fd >= 0) ::close(fd);
   }
   if (listener_ >= 0) ::close(listener_);
+}
+
+void BlackHole::drain() {
+  ::fcntl(listener_, F_SETFL, O_NONBLOCK);  // accept until the queue is empty, never block
+  for (int& fd : fillers_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  for (;;) {
+    const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK);
+    if (fd < 0) break;  // EAGAIN: the queue is empty
+    ::close(fd);
+  }
 }
 
 std::string BlackHole::address() const { return "127.0.0.1:" + std::to_string(port_); }

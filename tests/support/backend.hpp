@@ -71,6 +71,9 @@ class BlackHole {
   BlackHole(const BlackHole&) = delete;
   BlackHole& operator=(const BlackHole&) = delete;
   std::string address() const;
+  // Makes room in the accept queue (the queued connections are accepted and closed, the
+  // fillers closed): a connect still hanging then completes at its next SYN retransmission.
+  void drain();
 
  private:
   int listener_ = -1;

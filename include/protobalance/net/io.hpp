@@ -38,6 +38,16 @@ class Socket : public boost::asio::basic_stream_socket<boost::asio::ip::tcp, Exe
     mark_unshared();
   }
 
+  // For a socket whose bytes this program moves itself with MSG_DONTWAIT (the relay's client
+  // socket): Asio puts a socket in non-blocking mode, an ioctl(FIONBIO), before its first wait,
+  // which only Asio's own reads and writes need. Tells Asio that it has been done, so the fd
+  // stays in blocking mode until someone asks for non_blocking(true) (the relay, for splice()).
+  void skip_non_blocking_for_waits() {
+    namespace ops = boost::asio::detail::socket_ops;
+    auto& state = impl_.get_implementation().state_;
+    state = static_cast<ops::state_type>(state | ops::internal_non_blocking);
+  }
+
   // For a socket that only this object refers to (fresh from accept() or socket(), never
   // dup()ed), which Asio's accept and assign cannot know: closing it then leaves the epoll set
   // by itself, without an epoll_ctl(DEL).

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -102,6 +103,22 @@ TEST_F(ConnectTest, EachHangingConnectTimesOutAtItsOwnDeadline) {
   EXPECT_GE(outcomes[1].elapsed, 200ms);
   EXPECT_LT(outcomes[1].elapsed, 700ms);  // not held back to the 900 ms deadline
   EXPECT_GE(outcomes[0].elapsed, 900ms);
+  EXPECT_LT(outcomes[0].elapsed, 5s);
+}
+
+TEST_F(ConnectTest, ConnectThatCompletesLaterIsReportedWhenItDoes) {
+  // Verifies the path for a connect that is still in progress when connect() returns (a
+  // remote node): the SYN is dropped at first, room is made 300 ms later, and the connect
+  // succeeds at the kernel's SYN retransmission, well before its 5 s timeout.
+  test::BlackHole hole;
+  auto drainer = std::async(std::launch::async, [&hole] {
+    std::this_thread::sleep_for(300ms);
+    hole.drain();
+  });
+  auto outcomes = connect_all(worker_, {{hole.address(), 5000ms}});
+  drainer.get();
+  EXPECT_FALSE(outcomes[0].ec) << outcomes[0].ec.message();
+  EXPECT_GE(outcomes[0].elapsed, 300ms);
   EXPECT_LT(outcomes[0].elapsed, 5s);
 }
 
