@@ -459,7 +459,18 @@ ReloadResult Runtime::reload() {
   spdlog::info("reloaded {}: {}", config_->file.string(),
                result.changes.empty() ? std::string("no changes") : fmt::format("{}", fmt::join(result.changes, "; ")));
   result.ok = true;
+  if (!admin_) retry_admin_api();
   return result;
+}
+
+// The admin API did not start because state_dir could not be used: an operator who fixed the
+// folder sends SIGHUP, and it starts now rather than at the next restart.
+void Runtime::retry_admin_api() {
+  try {
+    admin_ = AdminServer::start(*this, *config_);  // says why again if it still cannot
+  } catch (const std::exception& e) {
+    spdlog::error("the admin API still cannot start: {}", e.what());
+  }
 }
 
 std::map<std::string, std::string, std::less<>> Runtime::route_overrides() const {

@@ -723,7 +723,8 @@ TEST_F(Admin, SocketThatCannotBeCreatedStopsTheStart) {
 TEST_F(Admin, UnusableStateDirRunsWithoutTheAdminApi) {
   // Verifies that when the whole state_dir cannot be used (a file in the way), the balancer
   // forwards anyway, as it does without its database, says why there is no admin API, and
-  // pbadmin reports it unreachable (exit 3).
+  // pbadmin reports it unreachable (exit 3); and that SIGHUP starts the API once the folder
+  // can be used.
   Backend a("a", BackendMode::greet_echo);
   dir_.write("var", "a file, not a folder\n");
   write_config(service_table() + cluster_table("web") + node_table("a", a.address()) +
@@ -736,6 +737,13 @@ TEST_F(Admin, UnusableStateDirRunsWithoutTheAdminApi) {
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
   EXPECT_TRUE(balancer().process().running());
+
+  // The operator fixes the folder and reloads: the admin API starts without a restart.
+  std::filesystem::remove(dir_.path() / "var");
+  balancer().process().signal(SIGHUP);
+  ASSERT_TRUE(balancer().process().wait_for(std::regex("admin API on "), in(5s)))
+      << balancer().process().output();
+  EXPECT_EQ(admin({"status"}).exit_code, 0);
 }
 
 TEST_F(Admin, WhileStoppingStatusAnswersAndChangesAreRefused) {

@@ -132,6 +132,7 @@ class Runtime {
   boost::asio::awaitable<void> probe_loop();
   void begin_stop();
   void finish_stop();
+  void retry_admin_api();
 
   std::shared_ptr<const config::Config> config_;
   RuntimeOptions options_;
