@@ -293,15 +293,9 @@ AdminResponse put_node_state(Runtime& runtime, const std::string& cluster_name,
 }
 
 AdminResponse post_reload(Runtime& runtime) {
-  const fs::path socket_before = runtime.config()->admin.socket;
   const ReloadResult result = runtime.reload();
   json::array changes;
   for (const auto& change : result.changes) changes.emplace_back(change);
-  if (result.ok && runtime.config()->admin.socket != socket_before) {
-    // Moving the socket under a running pbadmin's feet would help nobody.
-    changes.emplace_back(fmt::format("admin socket stays at {} until the next restart",
-                                     socket_before.string()));
-  }
   json::array errors;
   for (const auto& error : result.errors) errors.emplace_back(error);
   json::object body{{"ok", result.ok}, {"changes", std::move(changes)}, {"errors", errors}};

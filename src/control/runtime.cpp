@@ -361,6 +361,13 @@ std::vector<std::string> describe_changes(const config::Config& before, const co
         old->load_rating != c.load_rating || old->hash_key != c.hash_key) {
       changes.push_back(fmt::format("cluster {} settings changed", c.name));
     }
+    const config::AffinityConfig& oa = old->affinity;
+    const config::AffinityConfig& na = c.affinity;
+    if (oa.enabled != na.enabled || oa.ttl != na.ttl || oa.prefix_v4 != na.prefix_v4 ||
+        oa.prefix_v6 != na.prefix_v6) {
+      changes.push_back(fmt::format("cluster {} affinity {}", c.name,
+                                    na.enabled ? "settings changed" : "switched off"));
+    }
     for (const auto& n : c.nodes) {
       const config::NodeConfig* o = old->find_node(n.name);
       if (o == nullptr) {
@@ -379,6 +386,27 @@ std::vector<std::string> describe_changes(const config::Config& before, const co
   }
   for (const auto& c : before.clusters) {
     if (after.find_cluster(c.name) == nullptr) changes.push_back(fmt::format("cluster {} removed", c.name));
+  }
+  // The sections below are not swapped while running; a reload says so rather than dropping
+  // the change without a word.
+  auto needs_restart = [&](std::string_view what) {
+    changes.push_back(fmt::format("{} changed: takes effect at the next restart", what));
+  };
+  const config::ServiceConfig& bs = before.service;
+  const config::ServiceConfig& as = after.service;
+  if (bs.shutdown_timeout != as.shutdown_timeout) {
+    changes.push_back(fmt::format("shutdown_timeout now {}", config::format_duration(as.shutdown_timeout)));
+  }
+  if (bs.threads != as.threads) needs_restart("[service] threads");
+  if (bs.state_dir != as.state_dir) needs_restart("[service] state_dir");
+  if (before.admin.socket != after.admin.socket) needs_restart("[admin] socket");
+  if (before.metrics.listen != after.metrics.listen) needs_restart("[metrics] listen");
+  if (before.snmp.enabled != after.snmp.enabled || before.snmp.agentx != after.snmp.agentx) {
+    needs_restart("[snmp]");
+  }
+  if (before.access_log.enabled != after.access_log.enabled ||
+      before.access_log.path != after.access_log.path) {
+    needs_restart("[access_log]");
   }
   return changes;
 }
@@ -424,6 +452,14 @@ ReloadResult Runtime::reload() {
 
   auto next = loaded.config;
   result.changes = describe_changes(*config_, *next);
+  if (next->service.log_level != config_->service.log_level) {
+    if (options_.log_level_from_command_line) {
+      result.changes.push_back("[service] log_level changed: --log-level on the command line stays in force");
+    } else {
+      spdlog::set_level(spdlog::level::from_str(next->service.log_level));
+      result.changes.push_back(fmt::format("log level now {}", next->service.log_level));
+    }
+  }
   // Route overrides for listeners or clusters that no longer exist are dropped.
   std::erase_if(route_overrides_, [&](const auto& entry) {
     return next->find_cluster(entry.second) == nullptr ||

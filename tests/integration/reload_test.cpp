@@ -1,6 +1,8 @@
 // End-to-end tests of live reconfiguration by SIGHUP: the real binary, real backends.
 #include <signal.h>
 
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "support/backend.hpp"
@@ -93,6 +95,46 @@ TEST(Reload, ListenerMovedToAnotherAddress) {
   EXPECT_EQ(spread((*moved)[1], 2), (std::map<std::string, int>{{"a", 2}}));
   Client old(first, 1s);
   EXPECT_FALSE(old.connected());
+}
+
+TEST(Reload, SectionsThatNeedARestartAreNamedAndTheLogLevelApplies) {
+  // Verifies that a reload never drops a change without a word: the log level and
+  // shutdown_timeout apply at once, and [service] threads, [metrics], [access_log] and [snmp]
+  // are reported as taking effect at the next restart (and change nothing meanwhile).
+  Backend a("a", BackendMode::greet_echo);
+  TempDir dir;
+  const std::string tail = "[[cluster]]\nname = \"c\"\n" + node_table("a", a.address()) +
+                           listener_table("l", "127.0.0.1:0");
+  auto file = dir.write("pb.toml", "[service]\nthreads = 1\n" + tail);
+  Balancer balancer({"--config", file.string()});
+  ASSERT_EQ(spread(balancer.address("l"), 1), (std::map<std::string, int>{{"a", 1}}));
+  EXPECT_EQ(balancer.process().output().find(" via c/a: "), std::string::npos)
+      << "a per-connection debug line at log level info";
+
+  dir.write("pb.toml",
+            "[service]\nthreads = 2\nlog_level = \"debug\"\nshutdown_timeout = \"5s\"\n"
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n[access_log]\nenabled = true\n"
+            "[snmp]\nenabled = true\n" +
+            tail);
+  balancer.process().signal(SIGHUP);
+  const auto reloaded = balancer.process().wait_for(std::regex("reloaded [^\n]*"), in(5s));
+  ASSERT_TRUE(reloaded) << balancer.process().output();
+  const std::string line = (*reloaded)[0];
+  for (const char* expected :
+       {"log level now debug", "shutdown_timeout now 5s",
+        "[service] threads changed: takes effect at the next restart",
+        "[metrics] listen changed: takes effect at the next restart",
+        "[access_log] changed: takes effect at the next restart",
+        "[snmp] changed: takes effect at the next restart"}) {
+    EXPECT_NE(line.find(expected), std::string::npos) << expected << " missing from: " << line;
+  }
+  // The new level is in force: each connection now has its debug line.
+  ASSERT_EQ(spread(balancer.address("l"), 1), (std::map<std::string, int>{{"a", 1}}));
+  EXPECT_TRUE(balancer.process().wait_for(std::regex(" via c/a: "), in(5s)))
+      << balancer.process().output();
+  // And nothing was started that the reload said would wait for a restart.
+  EXPECT_EQ(balancer.process().output().find("metrics: serving"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "var" / "access.log"));
 }
 
 }  // namespace

@@ -39,6 +39,8 @@ struct RuntimeOptions {
   unsigned threads = 0;  // overrides [service] threads when not 0
   // Where sessions log finished connections; null = no access log. Must outlive the Runtime.
   net::AccessLogSink* access_log = nullptr;
+  // --log-level was given: a reload does not change the level.
+  bool log_level_from_command_line = false;
 };
 
 // The running service: worker threads with their acceptors and sessions, the clusters, the
