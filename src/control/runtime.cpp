@@ -395,7 +395,8 @@ std::vector<std::string> describe_changes(const config::Config& before, const co
   const config::ServiceConfig& bs = before.service;
   const config::ServiceConfig& as = after.service;
   if (bs.shutdown_timeout != as.shutdown_timeout) {
-    changes.push_back(fmt::format("shutdown_timeout now {}", config::format_duration(as.shutdown_timeout)));
+    changes.push_back(
+        fmt::format("shutdown_timeout now {}", config::format_duration(as.shutdown_timeout)));
   }
   if (bs.threads != as.threads) needs_restart("[service] threads");
   if (bs.state_dir != as.state_dir) needs_restart("[service] state_dir");
@@ -454,7 +455,8 @@ ReloadResult Runtime::reload() {
   result.changes = describe_changes(*config_, *next);
   if (next->service.log_level != config_->service.log_level) {
     if (options_.log_level_from_command_line) {
-      result.changes.push_back("[service] log_level changed: --log-level on the command line stays in force");
+      result.changes.push_back(
+          "[service] log_level changed: --log-level on the command line stays in force");
     } else {
       spdlog::set_level(spdlog::level::from_str(next->service.log_level));
       result.changes.push_back(fmt::format("log level now {}", next->service.log_level));

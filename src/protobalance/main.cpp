@@ -123,7 +123,8 @@ int main(int argc, char** argv) {
     if (cfg->access_log.enabled) {
       access_log = std::make_unique<pb::metrics::AccessLog>(cfg->access_log.path);
     }
-    pb::control::Runtime runtime(cfg, pb::control::RuntimeOptions{threads, access_log.get(), !log_level.empty()});
+    pb::control::Runtime runtime(
+        cfg, pb::control::RuntimeOptions{threads, access_log.get(), !log_level.empty()});
     // Before the listeners: a metrics port that cannot be bound stops the start-up.
     const pb::metrics::Monitoring monitoring(
         runtime, *cfg, pb::metrics::runtime_sources(runtime, access_log.get()));
