@@ -24,8 +24,8 @@ Relay::Relay(Socket& client, Socket& node, Worker& worker, SessionEntry& entry,
              bool allow_early_close)
     : worker_(worker),
       entry_(entry),
-      up_(this, client, node, false),
-      down_(this, node, client, true),
+      up_(this, client, node, entry.client_slot, entry.node_slot, false),
+      down_(this, node, client, entry.node_slot, entry.client_slot, true),
       allow_early_close_(allow_early_close) {}
 
 Relay::~Relay() {
@@ -34,16 +34,68 @@ Relay::~Relay() {
   for (Direction* d : {&up_, &down_}) {
     if (d->pipe.read >= 0) PipePool::close(d->pipe);
   }
+  // Events for the sockets from now on are only recorded (the client's socket may see another
+  // relay after a fall-over).
+  entry_.client_slot.relay = nullptr;
+  entry_.node_slot.relay = nullptr;
+  entry_.relay = nullptr;
+}
+
+void Relay::on_poll(Relay& relay, PollSlot& slot) {
+  for (Direction* d : {&relay.up_, &relay.down_}) {
+    if (d->state == State::waiting_read && d->from_slot == &slot && slot.readable) {
+      relay.pump(*d);
+    } else if (d->state == State::waiting_write && d->to_slot == &slot && slot.writable) {
+      relay.continue_write(*d);
+    }
+  }
+  relay.finish_if_done();
+}
+
+void Relay::abort(Relay& relay) {
+  relay.stopping_ = true;
+  relay.end_waiting(relay.up_);
+  relay.end_waiting(relay.down_);
+  relay.finish_if_done();  // a direction yielding ends when its turn comes
+}
+
+void Relay::abandon_if_idle(Relay& relay) {
+  if (relay.pending_ == 0) relay.abandon();
+}
+
+bool Relay::register_sockets() {
+  Poller& poller = worker_.poller();
+  PollSlot& client_slot = entry_.client_slot;
+  if (!client_slot.registered) {
+    client_slot.readable = true;  // the client has usually sent already (its request)
+    if (!poller.add(up_.from->native_handle(), client_slot)) return false;
+  }
+  // A node that was connected a moment ago has rarely sent anything yet: wait for it instead
+  // of a recv() that would only say EAGAIN. Registering reports it if it has (EPOLL_CTL_ADD
+  // looks at the socket's state).
+  entry_.node_slot.reset();
+  return poller.add(down_.from->native_handle(), entry_.node_slot);
 }
 
 void Relay::start() {
-  starting_ = true;
-  pump(up_);  // the client has usually sent already (its request)
-  // A node that was connected a moment ago has rarely sent anything yet: wait for it instead
-  // of a recv() that would only say EAGAIN. A node that speaks first is readable at once.
-  wait_read(down_);
-  starting_ = false;
-  if (up_.state == State::ended && down_.state == State::ended) complete(true);
+  entry_.relay = this;
+  if (!register_sockets()) {
+    end(up_, End::aborted);
+    end(down_, End::aborted);
+    finish_if_done();
+    return;
+  }
+  entry_.client_slot.relay = this;
+  entry_.node_slot.relay = this;
+  pump(up_);
+  if (down_.state == State::running) {
+    if (down_.from_slot->readable || stopping_) {
+      pump(down_);
+    } else {
+      wait_read(down_);
+    }
+  }
+  finish_if_done();
 }
 
 RelayResult Relay::result() const {
@@ -103,9 +155,7 @@ void Relay::pump(Direction& d) {
         pump_spliced(d);
         return;
       }
-      // A short read almost always means the socket is drained; skip the recv that would only
-      // say EAGAIN.
-      if (size < buffer.size()) {
+      if (!may_have_more(d, size, buffer.size())) {
         wait_read(d);
         return;
       }
@@ -113,6 +163,7 @@ void Relay::pump(Direction& d) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      d.from_slot->readable = false;
       wait_read(d);
       return;
     }
@@ -163,7 +214,7 @@ void Relay::pump_spliced(Direction& d) {
         return;
       }
       d.bytes += static_cast<std::size_t>(n);
-      if (static_cast<std::size_t>(n) < kSpliceChunk) {  // drained, as a short read
+      if (!may_have_more(d, static_cast<std::size_t>(n), kSpliceChunk)) {
         release_pipe(d, true);
         wait_read(d);
         return;
@@ -173,6 +224,7 @@ void Relay::pump_spliced(Direction& d) {
     if (n < 0 && errno == EINTR) continue;
     release_pipe(d, true);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      d.from_slot->readable = false;
       wait_read(d);
     } else if (!d.from->is_open()) {
       end(d, End::aborted);
@@ -185,6 +237,16 @@ void Relay::pump_spliced(Direction& d) {
   }
   release_pipe(d, true);
   yield(d);
+}
+
+// With edge-triggered events a socket must be read until it is known to be drained: a full
+// read may leave more. A short read has taken everything, unless the peer's FIN is queued
+// behind those bytes -- it raised its event before the read, so no other will come; the next
+// read returns it. EPOLLRDHUP tells which (Asio's own reactor cannot, and re-arms instead).
+bool Relay::may_have_more(Direction& d, std::size_t got, std::size_t asked) {
+  if (got == asked || d.from_slot->peer_closed) return true;
+  d.from_slot->readable = false;
+  return false;
 }
 
 // recv() and send() say MSG_DONTWAIT, so the sockets may be in blocking mode (an accepted
@@ -209,7 +271,11 @@ bool Relay::flush_pipe(Direction& d) {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      d.to_slot->writable = false;
+      return true;
+    }
+    return false;
   }
   return true;
 }
@@ -264,7 +330,11 @@ bool Relay::send_some(Direction& d, const std::byte* data, std::size_t size, std
       continue;
     }
     if (errno == EINTR) continue;
-    return errno == EAGAIN || errno == EWOULDBLOCK;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      d.to_slot->writable = false;
+      return true;
+    }
+    return false;
   }
   return true;
 }
@@ -273,15 +343,9 @@ void Relay::give_back(Direction& d) {
   const BufferPool::Lease lease(worker_.buffers(), std::move(d.pending));  // back to the pool
 }
 
-void Relay::wait_read(Direction& d) {
-  d.state = State::waiting_read;
-  d.from->async_wait(Socket::wait_read, Resume(d));
-}
+void Relay::wait_read(Direction& d) { d.state = State::waiting_read; }
 
-void Relay::wait_write(Direction& d) {
-  d.state = State::waiting_write;
-  d.to->async_wait(Socket::wait_write, Resume(d));
-}
+void Relay::wait_write(Direction& d) { d.state = State::waiting_write; }
 
 void Relay::yield(Direction& d) {
   d.state = State::yielding;
@@ -299,13 +363,14 @@ void Relay::end(Direction& d, End how) {
       if (other(d).state != State::ended) d.to->shutdown(Socket::shutdown_send, ignored);
       break;
     case End::early_close:
-      up_.from->cancel(ignored);  // the client's wait; the client socket itself stays usable
+      // The client's direction ends without touching the client socket: it stays usable.
+      stopping_ = true;
+      end_waiting(up_);
       break;
     case End::read_error:
     case End::write_error:
       stopping_ = true;
-      d.from->cancel(ignored);
-      d.to->cancel(ignored);
+      end_waiting(other(d));
       break;
     case End::none:
     case End::aborted:
@@ -313,37 +378,27 @@ void Relay::end(Direction& d, End how) {
   }
 }
 
-void Relay::on_ready(Direction& d, const boost::system::error_code& ec) {
+void Relay::end_waiting(Direction& d) {
+  if (d.state != State::waiting_read && d.state != State::waiting_write) return;
+  give_back(d);
+  release_pipe(d, false);
+  end(d, End::aborted);
+}
+
+void Relay::on_resumed(Direction& d) {
   --pending_;
-  switch (d.state) {
-    case State::waiting_read:
-      if (ec) {
-        end(d, End::aborted);
-      } else {
-        pump(d);
-      }
-      break;
-    case State::waiting_write:
-      if (ec) {
-        give_back(d);
-        release_pipe(d, false);
-        end(d, End::aborted);
-      } else {
-        continue_write(d);
-      }
-      break;
-    case State::yielding:
-      pump(d);
-      break;
-    case State::running:
-    case State::ended:
-      break;
-  }
-  if (up_.state == State::ended && down_.state == State::ended) complete(false);
+  if (d.state == State::yielding) pump(d);
+  finish_if_done();
 }
 
 void Relay::on_dropped() {
   if (--pending_ == 0) abandon();
+}
+
+void Relay::finish_if_done() {
+  if (completed_ || up_.state != State::ended || down_.state != State::ended) return;
+  completed_ = true;
+  complete();  // destroys this object
 }
 
 }  // namespace pb::net

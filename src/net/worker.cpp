@@ -4,9 +4,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include "protobalance/net/relay.hpp"
+
 namespace pb::net {
 
 void SessionEntry::close() {
+  if (relay != nullptr) {
+    Relay::abort(*relay);
+    return;
+  }
   boost::system::error_code ignored;
   if (client != nullptr) client->close(ignored);
   if (node != nullptr) node->close(ignored);
@@ -25,6 +31,18 @@ Worker::Worker(unsigned index, std::chrono::milliseconds tick, std::size_t wheel
 Worker::~Worker() {
   stop();
   join();
+  // Relays waiting only on the poller have no operation in Asio's queues, so the io_context
+  // will not destroy them: do it here, while everything they refer to still exists. (A relay
+  // with an operation queued is destroyed with it, as before.)
+  std::vector<Relay*> waiting;
+  auto collect = [&](SessionList& list) {
+    for (auto& entry : list) {
+      if (entry.relay != nullptr) waiting.push_back(entry.relay);
+    }
+  };
+  collect(untimed_);
+  for (auto& slot : wheel_) collect(slot);
+  for (Relay* relay : waiting) Relay::abandon_if_idle(*relay);
 }
 
 std::uint64_t Worker::ticks_for(std::chrono::milliseconds timeout) const {
@@ -101,6 +119,7 @@ void Worker::expire_connects() {
 
 void Worker::start() {
   schedule_sweep();
+  poller_.start();
   thread_ = std::thread([this] {
     try {
       context_.run();

@@ -9,7 +9,6 @@
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 
@@ -98,12 +97,13 @@ class OpSlotAllocator {
 // socket to the other through a pipe borrowed from the worker's pool, without being copied
 // through user space (measured in BENCHMARKS.md).
 //
-// Each direction is a small readiness-driven state machine rather than a coroutine: waiting
-// for readiness costs one pending Asio operation that lives in the direction's OpSlot, so an idle
-// connection holds no buffer, no coroutine frame of its own and no heap block besides this
-// object. Readiness first: a direction borrows a buffer from the worker's pool only while it
-// has bytes to move, and keeps it across a wait only when the receiver is not taking them.
-// `entry.last_tick` is stamped on every transfer for the idle sweeper.
+// Each direction is a small readiness-driven state machine rather than a coroutine. Both
+// sockets are in the worker's Poller, so waiting for readiness is a state, not an operation:
+// an idle connection holds no buffer, no coroutine frame of its own, no pending operation and
+// no heap block besides this object. Readiness first: a direction borrows a buffer from the
+// worker's pool only while it has bytes to move, and keeps it across a wait only when the
+// receiver is not taking them. `entry.last_tick` is stamped on every transfer for the idle
+// sweeper.
 //
 // With `allow_early_close`, a node that closes before any byte moved ends the relay with
 // node_closed_early and leaves the client socket untouched, so the caller can try another node.
@@ -112,19 +112,28 @@ class Relay {
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
+  // The poller has news about one of the relay's sockets.
+  static void on_poll(Relay& relay, PollSlot& slot);
+  // Ends the relay as `closed` (idle timeout, node offline, stop). Completes later, never from
+  // within this call.
+  static void abort(Relay& relay);
+  // The worker is being destroyed: destroys the relay unless an operation of it is still in
+  // Asio's queues (then that operation's destruction does it).
+  static void abandon_if_idle(Relay& relay);
+
  protected:
   Relay(Socket& client, Socket& node, Worker& worker,
         SessionEntry& entry, bool allow_early_close);
   virtual ~Relay();
 
-  // Starts both directions. Calls complete() once both have ended (from within start() only if
-  // both ended at once, with `in_start` true).
+  // Starts both directions. Calls complete() once both have ended.
   void start();
   RelayResult result() const;
   Socket& client() const { return *up_.from; }
 
-  // Both directions have ended: deliver result() and destroy this object.
-  virtual void complete(bool in_start) = 0;
+  // Both directions have ended: deliver result() and destroy this object, without running the
+  // caller's continuation from within (an event batch of the poller may be in progress).
+  virtual void complete() = 0;
   // The relay's pending operations were destroyed without running (the worker's io_context
   // is being destroyed): destroy this object without completing.
   virtual void abandon() = 0;
@@ -134,12 +143,13 @@ class Relay {
   enum class State : std::uint8_t { running, waiting_read, waiting_write, yielding, ended };
 
   struct Direction {
-    Direction(Relay* r, Socket& f, Socket& t,
-              bool node_side)
-        : relay(r), from(&f), to(&t), from_node(node_side) {}
+    Direction(Relay* r, Socket& f, Socket& t, PollSlot& fs, PollSlot& ts, bool node_side)
+        : relay(r), from(&f), to(&t), from_slot(&fs), to_slot(&ts), from_node(node_side) {}
     Relay* relay;
     Socket* from;
     Socket* to;
+    PollSlot* from_slot;
+    PollSlot* to_slot;
     std::uint64_t bytes = 0;
     // A borrowed buffer (see BufferPool::Lease::release) with bytes the receiver has not taken
     // yet; null except while waiting for room to write.
@@ -155,8 +165,8 @@ class Relay {
     OpSlot slot;
   };
 
-  // The completion handler of a direction's pending operation. Carries one pointer; its memory
-  // comes from the direction's slot. While it exists it keeps the relay alive.
+  // The completion handler of a direction's yield to other sessions. Carries one pointer; its
+  // memory comes from the direction's slot. While it exists it keeps the relay alive.
   class Resume {
    public:
     using allocator_type = OpSlotAllocator<void>;
@@ -167,17 +177,21 @@ class Relay {
       if (d_ != nullptr) d_->relay->on_dropped();
     }
     allocator_type get_allocator() const noexcept { return allocator_type(d_->slot); }
-    void operator()(const boost::system::error_code& ec) {
+    void operator()(const boost::system::error_code&) {
       Direction* d = std::exchange(d_, nullptr);
-      d->relay->on_ready(*d, ec);
+      d->relay->on_resumed(*d);
     }
 
    private:
     Direction* d_;
   };
 
+  bool register_sockets();
   void pump(Direction& d);
   void pump_spliced(Direction& d);
+  // A read returned `got` of `asked` bytes: true if the socket may have more (a full read, or a
+  // FIN already seen behind the bytes), else marks it drained.
+  static bool may_have_more(Direction& d, std::size_t got, std::size_t asked);
   // Puts both sockets of `d` in non-blocking mode (for splice()); false if that failed.
   static bool make_non_blocking(Direction& d);
   // Moves the bytes in `d.pipe` to `d.to` from `d.write_offset`; false on a hard error.
@@ -191,18 +205,21 @@ class Relay {
   void wait_write(Direction& d);
   void yield(Direction& d);
   void end(Direction& d, End how);
-  void on_ready(Direction& d, const boost::system::error_code& ec);
+  // Ends a direction that is waiting on the poller (nothing of it is in flight).
+  void end_waiting(Direction& d);
+  void on_resumed(Direction& d);
   void on_dropped();
+  void finish_if_done();
   Direction& other(const Direction& d) { return &d == &up_ ? down_ : up_; }
 
   Worker& worker_;
   SessionEntry& entry_;
   Direction up_;    // client -> node
   Direction down_;  // node -> client
-  int pending_ = 0;  // operations in flight (live Resume handlers)
+  int pending_ = 0;  // operations in flight in Asio's queues (yields)
   bool allow_early_close_;
   bool consumed_ = false;  // a byte was read from either side: no fall-over from here on
-  bool starting_ = false;
+  bool completed_ = false;
   bool stopping_ = false;  // a hard error ended one direction: the other ends at its next step
 };
 
@@ -219,19 +236,17 @@ class RelayOperation final : public Relay {
   void begin() { start(); }
 
  private:
-  void complete(bool in_start) override {
+  void complete() override {
     Handler handler = std::move(handler_);
     const RelayResult r = result();
     auto executor = boost::asio::get_associated_executor(handler, client().get_executor());
     delete this;
-    // Never run the caller's continuation from within the call that started the relay.
-    if (in_start) {
-      boost::asio::post(executor, boost::asio::append(std::move(handler), r));
-    } else {
-      boost::asio::dispatch(executor, boost::asio::append(std::move(handler), r));
-    }
+    boost::asio::post(executor, boost::asio::append(std::move(handler), r));
   }
-  void abandon() override { delete this; }
+  void abandon() override {
+    Handler handler = std::move(handler_);  // destroyed after this object: it owns the session
+    delete this;
+  }
 
   Handler handler_;
 };

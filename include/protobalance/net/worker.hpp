@@ -18,6 +18,7 @@
 #include "protobalance/net/buffer_pool.hpp"
 #include "protobalance/net/io.hpp"
 #include "protobalance/net/pipe_pool.hpp"
+#include "protobalance/net/poller.hpp"
 
 namespace pb::net {
 
@@ -32,12 +33,18 @@ struct SessionEntry : SessionHook {
   Socket* client = nullptr;
   Socket* node = nullptr;  // null until a node is connected
   const balance::NodeRuntime* node_runtime = nullptr;
+  Relay* relay = nullptr;  // while relaying
+  // The sockets' registrations in the worker's Poller (the client's spans fall-overs).
+  PollSlot client_slot;
+  PollSlot node_slot;
   std::uint64_t last_tick = 0;   // worker tick of the last byte moved
   std::uint64_t idle_ticks = 0;  // 0 = no idle timeout
   bool idle_expired = false;
   bool killed = false;  // closed by an operator (node offline) or by the end of a graceful stop
 
-  // Closes both sockets; the session's pending I/O completes with operation_aborted.
+  // Ends the session: a relay in progress ends (soon, never from within this call) and the
+  // session then closes its sockets; otherwise both sockets are closed and the session's
+  // pending operation completes with operation_aborted.
   void close();
 };
 
@@ -63,6 +70,7 @@ class Worker {
   boost::asio::io_context& context() { return context_; }
   BufferPool& buffers() { return buffers_; }
   PipePool& pipes() { return pipes_; }
+  Poller& poller() { return poller_; }
 
   // The coarse clock sessions stamp their activity with; advanced by the idle sweeper.
   std::uint64_t tick() const { return tick_; }
@@ -104,6 +112,7 @@ class Worker {
   BufferPool buffers_;
   PipePool pipes_;
   boost::asio::io_context context_;
+  Poller poller_{context_};  // after the io_context, whose reactor it uses
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   using SessionList = boost::intrusive::list<SessionEntry, boost::intrusive::constant_time_size<false>>;
   // Sessions with an idle timeout, in a timing wheel: slot (t % wheel_.size()) holds those to check
