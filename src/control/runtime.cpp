@@ -570,10 +570,11 @@ asio::awaitable<void> Runtime::probe_loop() {
         asio::co_spawn(
             worker.context(),
             [cluster, i, &worker]() -> net::Task<void> {
-              net::Socket probe(worker.context());
+              net::PollSlot slot;  // declared first: outlives the probe's registration
+              net::Fd probe;
               const auto& node = cluster->nodes()[i];
-              auto result = co_await net::connect_with_timeout(worker, probe, node.endpoint,
-                                                               cluster->config().connect_timeout);
+              auto result = co_await net::connect_with_timeout(
+                  worker, probe, slot, node.endpoint, cluster->config().connect_timeout);
               cluster->on_probe(i, !result);
             },
             asio::detached);

@@ -5,8 +5,12 @@
 
 #include <cerrno>
 
+#include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
 
 namespace pb::net {
 
@@ -19,36 +23,88 @@ boost::system::error_code last_error() {
   return {errno, boost::system::system_category()};
 }
 
+// A connect still in progress: waits on the worker's poller until the socket is writable, its
+// deadline passes (the worker's shared connect timer) or the session is closed, then completes
+// (posted, never from within the poller's batch or the worker's sweep) with the outcome.
+template <typename Handler>
+class ConnectWait final : public PendingConnect {
+ public:
+  ConnectWait(Handler handler, Worker& worker, PollSlot& slot, SessionEntry* entry)
+      : handler_(std::move(handler)), worker_(worker), slot_(slot), entry_(entry) {}
+
+  void begin(std::chrono::milliseconds timeout) {
+    slot_.attach(&ConnectWait::on_poll, this);
+    if (entry_ != nullptr) entry_->connect = this;
+    worker_.watch_connect(*this, timeout);
+  }
+
+  static void on_poll(void* self, PollSlot& slot) {
+    if (slot.writable) static_cast<ConnectWait*>(self)->finish({});
+  }
+  void expire() override { finish(asio::error::timed_out); }
+  void cancel() override { finish(asio::error::operation_aborted); }
+  void abandon() override {
+    detach();
+    Handler handler = std::move(handler_);  // destroyed after this object: it owns the caller
+    delete this;
+  }
+
+ private:
+  void detach() {
+    unlink();  // from the worker's watch list, if still there
+    slot_.detach();
+    if (entry_ != nullptr) entry_->connect = nullptr;
+  }
+  void finish(boost::system::error_code ec) {
+    detach();
+    Handler handler = std::move(handler_);
+    auto executor = asio::get_associated_executor(handler, worker_.context().get_executor());
+    delete this;
+    asio::post(executor, asio::append(std::move(handler), ec));
+  }
+
+  Handler handler_;
+  Worker& worker_;
+  PollSlot& slot_;
+  SessionEntry* entry_;
+};
+
+template <typename CompletionToken>
+auto async_wait_connected(Worker& worker, PollSlot& slot, SessionEntry* entry,
+                          std::chrono::milliseconds timeout, CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+      [&worker, &slot, entry, timeout](auto handler) {
+        using Op = ConnectWait<std::decay_t<decltype(handler)>>;
+        (new Op(std::move(handler), worker, slot, entry))->begin(timeout);
+      },
+      token);
+}
+
 }  // namespace
 
-// A non-blocking connect() and a wait for writability, instead of Asio's async_connect raced
-// against a timer with `||`: no timer, parallel group or extra coroutines per connect, and no
-// poll() before the result is read (measured in BENCHMARKS.md).
-Task<boost::system::error_code> connect_with_timeout(Worker& worker, Socket& socket,
+// A non-blocking connect() on a socket of the worker's poller: no timer, parallel group or
+// extra coroutine per connect (measured in BENCHMARKS.md).
+Task<boost::system::error_code> connect_with_timeout(Worker& worker, Fd& socket, PollSlot& slot,
                                                      const tcp::endpoint& endpoint,
-                                                     std::chrono::milliseconds timeout) {
+                                                     std::chrono::milliseconds timeout,
+                                                     SessionEntry* entry) {
+  slot.reset();
   const int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           endpoint.protocol().protocol());
   if (fd < 0) co_return last_error();
-  boost::system::error_code ec;
-  socket.adopt(endpoint.protocol(), fd, ec);
-  if (ec) {
-    ::close(fd);
-    co_return ec;
-  }
-  if (::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0) co_return ec;
+  socket = Fd(fd);
+  if (::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0) co_return boost::system::error_code{};
   if (errno != EINPROGRESS) co_return last_error();
   // A node on the same host has usually completed the handshake within connect() itself. A
   // send() of nothing says so (0), or reports the connect's error, or says EAGAIN while it is
-  // still in progress; the wait for writability and getsockopt() are then only for that case.
-  if (::send(fd, nullptr, 0, MSG_DONTWAIT | MSG_NOSIGNAL) == 0) co_return ec;
+  // still in progress; only then is the socket registered and waited for.
+  if (::send(fd, nullptr, 0, MSG_DONTWAIT | MSG_NOSIGNAL) == 0) co_return boost::system::error_code{};
   if (errno != EAGAIN && errno != EWOULDBLOCK) co_return last_error();
 
-  PendingConnect pending;
-  pending.socket = &socket;
-  worker.watch_connect(pending, timeout);
-  auto [wait_ec] = co_await socket.async_wait(Socket::wait_write, asio::as_tuple(use_task));
-  if (pending.expired) co_return asio::error::timed_out;
+  slot.writable = false;  // the registration reports EPOLLOUT once connected (or failed)
+  if (!worker.poller().add(fd, slot)) co_return last_error();
+  const auto [wait_ec] =
+      co_await async_wait_connected(worker, slot, entry, timeout, asio::as_tuple(use_task));
   if (wait_ec) co_return wait_ec;
   int error = 0;
   socklen_t length = sizeof error;

@@ -1,11 +1,16 @@
 #include "protobalance/net/listener.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#include <boost/asio/as_tuple.hpp>
+#include <cerrno>
+#include <cstring>
+
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/system/system_error.hpp>
 #include <spdlog/spdlog.h>
 
 #include "protobalance/net/connect.hpp"
@@ -20,6 +25,8 @@ namespace {
 // How long an acceptor rests when the process is out of descriptors: long enough not to spin,
 // short enough that accepting resumes soon after connections close.
 constexpr auto kAcceptPause = std::chrono::milliseconds(100);
+// Connections accepted in one go before the worker's other work gets a turn.
+constexpr int kAcceptBatch = 64;
 
 // Logs an exception that escaped a session coroutine (a bug, not a network event); the
 // process goes on serving everyone else.
@@ -50,54 +57,93 @@ Acceptor open_acceptor(asio::io_context& context, const tcp::endpoint& endpoint)
 
 Listener::Listener(Worker& worker, Acceptor acceptor, std::shared_ptr<const Route> route,
                    AcceptStats& stats)
-    : worker_(worker),
-      acceptor_(std::move(acceptor)),
-      pause_timer_(worker.context()),
-      route_(std::move(route)),
-      stats_(stats) {}
+    : worker_(worker), pause_timer_(worker.context()), route_(std::move(route)), stats_(stats) {
+  fd_ = acceptor.release();
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+}
+
+Listener::~Listener() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 void Listener::start() {
-  asio::co_spawn(worker_.context(), [self = shared_from_this()] { return self->accept_loop(); },
-                 asio::detached);
+  if (fd_ < 0) return;
+  if (!worker_.poller().add(fd_, slot_)) {
+    spdlog::error("{}: cannot watch the listening socket: {}", route_->listener,
+                  std::strerror(errno));
+    return;
+  }
+  slot_.attach(&Listener::on_poll, this);
+  slot_.readable = true;  // connections may be waiting already
+  accept_some();
 }
 
 void Listener::close() {
-  boost::system::error_code ignored;
-  acceptor_.close(ignored);
+  if (fd_ < 0) return;
+  ::close(fd_);  // leaves the poller's set
+  fd_ = -1;
+  slot_.detach();
   pause_timer_.cancel();
 }
 
-Task<void> Listener::accept_loop() {
-  bool warned_descriptors = false;
-  while (acceptor_.is_open()) {
-    // The peer's address comes from accept() itself: no getpeername() per connection.
-    Socket socket(worker_.context());
-    tcp::endpoint peer;
-    auto [ec] = co_await acceptor_.async_accept(socket, peer, asio::as_tuple(use_task));
-    if (!ec) {
-      socket.mark_unshared();  // fresh from accept(): no epoll_ctl(DEL) when it closes
-      socket.skip_non_blocking_for_waits();  // the relay says MSG_DONTWAIT: no ioctl
-      asio::co_spawn(worker_.context(), run_session(worker_, route_, std::move(socket), peer),
+void Listener::on_poll(void* listener, PollSlot& slot) {
+  auto& self = *static_cast<Listener*>(listener);
+  if (slot.readable && !self.paused_ && !self.continuing_) self.accept_some();
+}
+
+void Listener::accept_some() {
+  for (int i = 0; i < kAcceptBatch && fd_ >= 0; ++i) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    // The peer's address comes from accept4() itself, and the socket is non-blocking at once.
+    const int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&address), &length,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      tcp::endpoint peer;
+      std::memcpy(peer.data(), &address, std::min<std::size_t>(length, sizeof address));
+      peer.resize(length);
+      asio::co_spawn(worker_.context(), run_session(worker_, route_, Fd(fd), peer),
                      on_session_done);
       continue;
     }
-    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;
-    if (is_local_shortage(ec)) {
-      // Out of descriptors: retrying at once would spin on the same error. Existing
-      // connections keep flowing; accepting resumes when some close.
-      stats_.pauses.fetch_add(1, std::memory_order_relaxed);
-      if (!warned_descriptors) {
-        spdlog::warn("{}: accept failed ({}); pausing accepts for {} ms at a time",
-                     route_->listener, ec.message(), kAcceptPause.count());
-        warned_descriptors = true;
-      }
-      pause_timer_.expires_after(kAcceptPause);
-      co_await pause_timer_.async_wait(asio::as_tuple(use_task));
-      continue;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      slot_.readable = false;  // the next connection raises a new event
+      return;
+    }
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      pause(errno);
+      return;
     }
     // ECONNABORTED and friends: the client gave up before we accepted; nothing to do.
-    spdlog::debug("{}: accept: {}", route_->listener, ec.message());
+    spdlog::debug("{}: accept: {}", route_->listener, std::strerror(errno));
   }
+  if (fd_ < 0) return;
+  // Connections may be left: the edge that announced them will not come again, so go on after
+  // the worker's other work.
+  continuing_ = true;
+  asio::post(worker_.context(), [self = shared_from_this()] {
+    self->continuing_ = false;
+    if (self->fd_ >= 0 && !self->paused_) self->accept_some();
+  });
+}
+
+// Out of descriptors: retrying at once would spin on the same error. Existing connections keep
+// flowing; accepting resumes when some close.
+void Listener::pause(int error) {
+  stats_.pauses.fetch_add(1, std::memory_order_relaxed);
+  if (!warned_descriptors_) {
+    spdlog::warn("{}: accept failed ({}); pausing accepts for {} ms at a time", route_->listener,
+                 std::strerror(error), kAcceptPause.count());
+    warned_descriptors_ = true;
+  }
+  paused_ = true;
+  pause_timer_.expires_after(kAcceptPause);
+  pause_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    self->paused_ = false;
+    if (ec || self->fd_ < 0) return;
+    self->accept_some();  // the waiting connections raise no new event
+  });
 }
 
 }  // namespace pb::net

@@ -7,7 +7,6 @@
 
 #include <boost/system/system_error.hpp>
 
-#include "protobalance/net/relay.hpp"
 
 namespace pb::net {
 
@@ -109,7 +108,7 @@ void Poller::drain() {
     for (int i = 0; i < n; ++i) {
       auto& slot = *static_cast<PollSlot*>(events[i].data.ptr);
       note(slot, events[i].events);
-      if (slot.relay != nullptr) Relay::on_poll(*slot.relay, slot);
+      if (slot.notify != nullptr) slot.notify(slot.context, slot);
     }
     if (n < kBatch) break;
   }

@@ -20,7 +20,7 @@ constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
 }  // namespace
 
-Relay::Relay(Socket& client, Socket& node, Worker& worker, SessionEntry& entry,
+Relay::Relay(Fd& client, Fd& node, Worker& worker, SessionEntry& entry,
              bool allow_early_close)
     : worker_(worker),
       entry_(entry),
@@ -36,20 +36,21 @@ Relay::~Relay() {
   }
   // Events for the sockets from now on are only recorded (the client's socket may see another
   // relay after a fall-over).
-  entry_.client_slot.relay = nullptr;
-  entry_.node_slot.relay = nullptr;
+  entry_.client_slot.detach();
+  entry_.node_slot.detach();
   entry_.relay = nullptr;
 }
 
-void Relay::on_poll(Relay& relay, PollSlot& slot) {
-  for (Direction* d : {&relay.up_, &relay.down_}) {
+void Relay::on_poll(void* relay, PollSlot& slot) {
+  auto& self = *static_cast<Relay*>(relay);
+  for (Direction* d : {&self.up_, &self.down_}) {
     if (d->state == State::waiting_read && d->from_slot == &slot && slot.readable) {
-      relay.pump(*d);
+      self.pump(*d);
     } else if (d->state == State::waiting_write && d->to_slot == &slot && slot.writable) {
-      relay.continue_write(*d);
+      self.continue_write(*d);
     }
   }
-  relay.finish_if_done();
+  self.finish_if_done();
 }
 
 void Relay::abort(Relay& relay) {
@@ -72,8 +73,8 @@ bool Relay::register_sockets() {
   }
   // A node that was connected a moment ago has rarely sent anything yet: wait for it instead
   // of a recv() that would only say EAGAIN. Registering reports it if it has (EPOLL_CTL_ADD
-  // looks at the socket's state).
-  entry_.node_slot.reset();
+  // looks at the socket's state). A connect that had to wait registered it already.
+  if (entry_.node_slot.registered) return true;
   return poller.add(down_.from->native_handle(), entry_.node_slot);
 }
 
@@ -85,8 +86,8 @@ void Relay::start() {
     finish_if_done();
     return;
   }
-  entry_.client_slot.relay = this;
-  entry_.node_slot.relay = this;
+  entry_.client_slot.attach(&Relay::on_poll, this);
+  entry_.node_slot.attach(&Relay::on_poll, this);
   pump(up_);
   if (down_.state == State::running) {
     if (down_.from_slot->readable || stopping_) {
@@ -187,8 +188,7 @@ void Relay::pump(Direction& d) {
 void Relay::pump_spliced(Direction& d) {
   if (d.pipe.read < 0) {
     const auto pipe = worker_.pipes().borrow();
-    if (!pipe || !make_non_blocking(d)) {  // out of descriptors: copy instead, from here on
-      if (pipe) worker_.pipes().give_back(*pipe);
+    if (!pipe) {  // out of descriptors: copy instead, for the rest of this connection
       d.splicing = false;
       d.can_splice = false;
       pump(d);
@@ -247,19 +247,6 @@ bool Relay::may_have_more(Direction& d, std::size_t got, std::size_t asked) {
   if (got == asked || d.from_slot->peer_closed) return true;
   d.from_slot->readable = false;
   return false;
-}
-
-// recv() and send() say MSG_DONTWAIT, so the sockets may be in blocking mode (an accepted
-// socket is: Asio's accept() does not set O_NONBLOCK, and setting it costs a system call per
-// connection). splice() has no such flag for the socket side: a splicing direction needs both
-// sockets non-blocking, set once (Asio keeps the mode in the socket's state).
-bool Relay::make_non_blocking(Direction& d) {
-  boost::system::error_code ec;
-  for (Socket* socket : {d.from, d.to}) {
-    if (!socket->non_blocking()) socket->non_blocking(true, ec);
-    if (ec) return false;
-  }
-  return true;
 }
 
 bool Relay::flush_pipe(Direction& d) {
@@ -349,18 +336,17 @@ void Relay::wait_write(Direction& d) { d.state = State::waiting_write; }
 
 void Relay::yield(Direction& d) {
   d.state = State::yielding;
-  asio::post(d.from->get_executor(), asio::append(Resume(d), boost::system::error_code()));
+  asio::post(executor(), asio::append(Resume(d), boost::system::error_code()));
 }
 
 void Relay::end(Direction& d, End how) {
   d.state = State::ended;
   d.end = how;
-  boost::system::error_code ignored;
   switch (how) {
     case End::eof:
       // Pass the FIN on. When the other direction has ended already, the relay is over and
       // closing the socket sends the FIN: one system call less per connection.
-      if (other(d).state != State::ended) d.to->shutdown(Socket::shutdown_send, ignored);
+      if (other(d).state != State::ended) d.to->shutdown_send();
       break;
     case End::early_close:
       // The client's direction ends without touching the client socket: it stays usable.

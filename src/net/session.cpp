@@ -37,14 +37,6 @@ std::string_view to_string(RelayEnd end) {
   return "?";
 }
 
-// Low latency for interactive protocols. (The relay's recv() and send() say MSG_DONTWAIT, so an
-// accepted socket can stay in blocking mode; see Relay::make_non_blocking.) A failure here means
-// the peer is already gone, which the relay will notice.
-void prepare(Socket& socket) {
-  boost::system::error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
-}
-
 // Keeps the worker's and the listener's counts of live sessions right on every exit path.
 struct SessionCount {
   SessionCount(Worker& w, ListenerStats& s) : worker(w), stats(s) {
@@ -155,12 +147,20 @@ std::string_view outcome(RelayEnd end, const SessionEntry& entry) {
   return "unknown";
 }
 
+struct CloseOnExit {
+  explicit CloseOnExit(Fd& f) : fd(f) {}
+  Fd& fd;
+  CloseOnExit(const CloseOnExit&) = delete;
+  CloseOnExit& operator=(const CloseOnExit&) = delete;
+  ~CloseOnExit() { fd.close(); }
+};
+
 // What to do after a connect attempt.
 enum class AfterConnect : std::uint8_t { relay, next_node, give_up };
 
 // Accounts for one finished connect attempt. Kept out of run_session so that its temporaries
 // (log arguments, error texts) do not live in the session's coroutine frame.
-AfterConnect after_connect(Worker& worker, const Route& route, const Socket& client,
+AfterConnect after_connect(Worker& worker, const Route& route, const Fd& client,
                            std::uint32_t index, const boost::system::error_code& ec,
                            AccessLogEntry& log_entry) {
   balance::Cluster& cluster = *route.cluster;
@@ -244,17 +244,20 @@ void reject_no_node(const Route& route, const tcp::endpoint& peer, AccessLogEntr
 // The coroutine frame of a session lives as long as its connection, idle or not, so it holds
 // only what spans a suspension; the accounting is in the helpers above (see BENCHMARKS.md,
 // "Idle connections").
-Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Socket client,
+Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Fd client,
                        tcp::endpoint peer) {
   SessionCount count(worker, *route->stats);
   AccessLogEntry log_entry(*route, peer);
   balance::Cluster& cluster = *route->cluster;
 
   SessionEntry entry;
+  // The client socket (a parameter, destroyed only with the coroutine frame, which may be
+  // later) is closed before `entry`, which holds its registration in the worker's poller, goes.
+  const CloseOnExit close_client{client};
   entry.client = &client;
   entry.idle_ticks = worker.ticks_for(cluster.config().idle_timeout);
   worker.track(entry);
-  prepare(client);
+  client.set_no_delay();
 
   // Affinity: the client's recorded node, if any, is preferred (then its fall-over chain).
   const AffinityLookup affinity = look_up_affinity(*route, cluster, peer);
@@ -270,19 +273,21 @@ Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Socke
     const auto index = static_cast<std::uint32_t>(chosen);
     const balance::NodeRuntime* runtime = cluster.nodes()[index].runtime.get();
 
-    Socket upstream(worker.context());
+    Fd upstream;
     // So that a stop, or the node being taken offline, also cancels the connect and the relay.
     entry.node = &upstream;
     entry.node_runtime = runtime;
     const auto started = std::chrono::steady_clock::now();
-    const auto ec = co_await connect_with_timeout(worker, upstream, cluster.nodes()[index].endpoint,
-                                                  cluster.config().connect_timeout);
+    const auto ec =
+        co_await connect_with_timeout(worker, upstream, entry.node_slot,
+                                      cluster.nodes()[index].endpoint,
+                                      cluster.config().connect_timeout, &entry);
     const auto step = after_connect(worker, *route, client, index, ec, log_entry);
     if (step == AfterConnect::give_up) co_return;
     if (step == AfterConnect::next_node) continue;
     const auto connect_time = std::chrono::steady_clock::now() - started;
     cluster.on_connected(index, connect_time);
-    prepare(upstream);
+    upstream.set_no_delay();
     if (affinity.enabled) record_affinity(*route, cluster, affinity, index);
 
     const RelayResult result =

@@ -11,11 +11,13 @@ namespace pb::net {
 void SessionEntry::close() {
   if (relay != nullptr) {
     Relay::abort(*relay);
-    return;
+  } else if (connect != nullptr) {
+    connect->cancel();
+    if (client != nullptr) client->close();  // so the session gives up rather than falls over
+  } else {
+    if (client != nullptr) client->close();
+    if (node != nullptr) node->close();
   }
-  boost::system::error_code ignored;
-  if (client != nullptr) client->close(ignored);
-  if (node != nullptr) node->close(ignored);
 }
 
 Worker::Worker(unsigned index, std::chrono::milliseconds tick, std::size_t wheel_slots)
@@ -43,6 +45,11 @@ Worker::~Worker() {
   collect(untimed_);
   for (auto& slot : wheel_) collect(slot);
   for (Relay* relay : waiting) Relay::abandon_if_idle(*relay);
+  while (!connects_.empty()) {
+    PendingConnect& pending = connects_.front();
+    connects_.pop_front();
+    pending.abandon();
+  }
 }
 
 std::uint64_t Worker::ticks_for(std::chrono::milliseconds timeout) const {
@@ -85,7 +92,6 @@ std::size_t Worker::close_sessions(const std::function<bool(const SessionEntry&)
 
 void Worker::watch_connect(PendingConnect& pending, std::chrono::milliseconds timeout) {
   pending.deadline = std::chrono::steady_clock::now() + timeout;
-  pending.expired = false;
   // Deadlines mostly come in order (each cluster has one connect_timeout): look from the back.
   auto it = connects_.end();
   while (it != connects_.begin() && std::prev(it)->deadline > pending.deadline) --it;
@@ -110,9 +116,7 @@ void Worker::expire_connects() {
   while (!connects_.empty() && connects_.front().deadline <= now) {
     PendingConnect& pending = connects_.front();
     connects_.pop_front();
-    pending.expired = true;
-    boost::system::error_code ignored;
-    pending.socket->close(ignored);  // the connect's wait completes with operation_aborted
+    pending.expire();
   }
   if (!connects_.empty()) arm_connect_timer(connects_.front().deadline);
 }

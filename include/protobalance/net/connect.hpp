@@ -12,12 +12,14 @@ namespace pb::net {
 
 // Opens `socket` (non-blocking) on `worker`'s thread and connects it to `endpoint`, giving up
 // after `timeout`. Errors are values: a refused or unreachable connect returns at once with its
-// error, a connect still pending at the deadline returns boost::asio::error::timed_out (and the
-// socket is closed), a socket closed by someone else meanwhile returns operation_aborted.
-// The deadline is kept by the worker's shared connect timer (Worker::watch_connect).
+// error, a connect still pending at the deadline returns boost::asio::error::timed_out, a
+// connect of a session closed meanwhile (`entry->close()`) returns operation_aborted. `slot` is
+// the socket's registration in the worker's Poller (reset here; a connect that has to wait
+// registers the socket). The deadline is kept by the worker's shared connect timer
+// (Worker::watch_connect).
 Task<boost::system::error_code> connect_with_timeout(
-    Worker& worker, Socket& socket,
-    const boost::asio::ip::tcp::endpoint& endpoint, std::chrono::milliseconds timeout);
+    Worker& worker, Fd& socket, PollSlot& slot, const boost::asio::ip::tcp::endpoint& endpoint,
+    std::chrono::milliseconds timeout, SessionEntry* entry = nullptr);
 
 // True for errors that mean this process, not the peer, is short of descriptors or memory
 // (EMFILE, ENFILE, ENOBUFS, ENOMEM): such a failure says nothing about the node.

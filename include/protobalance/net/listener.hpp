@@ -24,13 +24,19 @@ Acceptor open_acceptor(boost::asio::io_context& context,
                        const boost::asio::ip::tcp::endpoint& endpoint);
 
 // One listener's acceptor on one worker. Accepted connections become sessions on the same
-// worker. Everything but construction happens on the worker's thread.
+// worker. The listening socket is in the worker's Poller: accept4() until EAGAIN (in batches,
+// so that a flood of connects does not starve the worker's other work) each time it signals.
+// Everything but construction happens on the worker's thread.
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
+  // Takes the listening socket out of Asio's hands (it is used only to open and bind it).
   Listener(Worker& worker, Acceptor acceptor,
            std::shared_ptr<const Route> route, AcceptStats& stats);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
 
-  // Starts the accept loop (call on the worker's thread or before it runs).
+  // Starts accepting (call on the worker's thread).
   void start();
   // Stops accepting and closes the listening socket: further connects are refused.
   void close();
@@ -40,13 +46,19 @@ class Listener : public std::enable_shared_from_this<Listener> {
   const std::shared_ptr<const Route>& route() const { return route_; }
 
  private:
-  Task<void> accept_loop();
+  static void on_poll(void* listener, PollSlot& slot);
+  void accept_some();
+  void pause(int error);
 
   Worker& worker_;
-  Acceptor acceptor_;
+  int fd_ = -1;
+  PollSlot slot_;
   boost::asio::steady_timer pause_timer_;
   std::shared_ptr<const Route> route_;
   AcceptStats& stats_;
+  bool paused_ = false;       // out of descriptors: resting until pause_timer_ fires
+  bool continuing_ = false;   // a batch ended with connections left: its continuation is posted
+  bool warned_descriptors_ = false;
 };
 
 }  // namespace pb::net

@@ -8,15 +8,19 @@
 
 namespace pb::net {
 
-class Relay;
-
 // What a worker's Poller knows of one relayed socket: whether it may have bytes (or an end of
 // stream) to read, whether it may take bytes, and whether the peer's FIN has arrived. Kept up to
 // date by every event, also while no relay is attached (between a failed node and the next, the
 // client socket stays registered). Lives in the session (SessionEntry), which outlives the
 // socket's registration: the socket is closed before the session's frame goes.
 struct PollSlot {
-  Relay* relay = nullptr;  // the relay to tell about events; null: only record them
+  // Who is told about events (a relay, a connect in progress, a listener): a plain function and
+  // its argument, not a virtual call -- UndefinedBehaviorSanitizer checks the dynamic type of a
+  // new caller/type pair with a pipe(), which fails when the process is out of descriptors,
+  // exactly when these events matter most. Null: events are only recorded.
+  using Notify = void (*)(void* context, PollSlot& slot);
+  Notify notify = nullptr;
+  void* context = nullptr;
   bool registered = false;
   bool readable = false;  // not known to be drained
   bool writable = true;   // not known to be full
@@ -24,11 +28,16 @@ struct PollSlot {
 
   // Starts a new socket: nothing known yet.
   void reset() { *this = PollSlot{}; }
+  void attach(Notify function, void* argument) {
+    notify = function;
+    context = argument;
+  }
+  void detach() { attach(nullptr, nullptr); }
 };
 
-// A worker's own edge-triggered epoll set for relayed sockets, registered once each with
-// EPOLLIN | EPOLLOUT | EPOLLRDHUP: waiting for readiness costs no system call at all, where
-// Asio's reactor re-arms a descriptor with epoll_ctl(MOD) for every wait it queues without
+// A worker's own edge-triggered epoll set for relayed and listening sockets, each registered
+// once with EPOLLIN | EPOLLOUT | EPOLLRDHUP: waiting for readiness costs no system call at all,
+// where Asio's reactor re-arms a descriptor with epoll_ctl(MOD) for every wait it queues without
 // trying the operation first -- two per request and three per connection (BENCHMARKS.md).
 // EPOLLRDHUP is what makes that sound: after a short read, a socket is drained unless its FIN
 // has arrived, which the event says; Asio's registration has no EPOLLRDHUP.
@@ -38,8 +47,8 @@ struct PollSlot {
 // drains the set with epoll_wait(0) and queues the operation again. (Uses Asio's reactor
 // operation interface, a detail API of Boost 1.81, the version this project builds with.)
 //
-// Relays never complete (nor free their slots' sessions) while a batch is being dispatched:
-// Relay::complete posts, so an event later in the same batch never reaches freed memory.
+// Targets never complete (nor free their slots' sessions) while a batch is being dispatched:
+// they post their completions, so an event later in the same batch never reaches freed memory.
 class Poller {
  public:
   explicit Poller(boost::asio::io_context& context);

@@ -34,13 +34,13 @@ struct RelayResult {
   std::uint64_t bytes_to_client = 0;
 };
 
-// Memory for the one operation a relay direction has pending at any time (a wait for readiness,
-// or a yield to other sessions), so that waiting allocates nothing. A request that does not fit
-// falls back to the heap.
+// Memory for the one Asio operation a relay direction can have pending (a yield to other
+// sessions after a burst), so that it allocates nothing. A request that does not fit falls
+// back to the heap.
 class OpSlot {
  public:
-  // Fits Asio 1.26's wait operation (88 bytes) and post operation (64) with a Resume handler on
-  // the io_context executor; measured, see BENCHMARKS.md.
+  // Fits Asio 1.26's post operation (64 bytes) with a Resume handler on the io_context
+  // executor, and its wait operation (88), which the relay used before the worker's poller.
   static constexpr std::size_t kSize = 88;
   static constexpr std::size_t kAlign = alignof(void*);
   OpSlot() = default;
@@ -112,8 +112,8 @@ class Relay {
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
-  // The poller has news about one of the relay's sockets.
-  static void on_poll(Relay& relay, PollSlot& slot);
+  // The poller has news about one of the relay's sockets (a PollSlot::Notify).
+  static void on_poll(void* relay, PollSlot& slot);
   // Ends the relay as `closed` (idle timeout, node offline, stop). Completes later, never from
   // within this call.
   static void abort(Relay& relay);
@@ -122,14 +122,13 @@ class Relay {
   static void abandon_if_idle(Relay& relay);
 
  protected:
-  Relay(Socket& client, Socket& node, Worker& worker,
-        SessionEntry& entry, bool allow_early_close);
+  Relay(Fd& client, Fd& node, Worker& worker, SessionEntry& entry, bool allow_early_close);
   virtual ~Relay();
 
   // Starts both directions. Calls complete() once both have ended.
   void start();
   RelayResult result() const;
-  Socket& client() const { return *up_.from; }
+  Executor executor() const { return worker_.context().get_executor(); }
 
   // Both directions have ended: deliver result() and destroy this object, without running the
   // caller's continuation from within (an event batch of the poller may be in progress).
@@ -143,11 +142,11 @@ class Relay {
   enum class State : std::uint8_t { running, waiting_read, waiting_write, yielding, ended };
 
   struct Direction {
-    Direction(Relay* r, Socket& f, Socket& t, PollSlot& fs, PollSlot& ts, bool node_side)
+    Direction(Relay* r, Fd& f, Fd& t, PollSlot& fs, PollSlot& ts, bool node_side)
         : relay(r), from(&f), to(&t), from_slot(&fs), to_slot(&ts), from_node(node_side) {}
     Relay* relay;
-    Socket* from;
-    Socket* to;
+    Fd* from;
+    Fd* to;
     PollSlot* from_slot;
     PollSlot* to_slot;
     std::uint64_t bytes = 0;
@@ -192,8 +191,6 @@ class Relay {
   // A read returned `got` of `asked` bytes: true if the socket may have more (a full read, or a
   // FIN already seen behind the bytes), else marks it drained.
   static bool may_have_more(Direction& d, std::size_t got, std::size_t asked);
-  // Puts both sockets of `d` in non-blocking mode (for splice()); false if that failed.
-  static bool make_non_blocking(Direction& d);
   // Moves the bytes in `d.pipe` to `d.to` from `d.write_offset`; false on a hard error.
   static bool flush_pipe(Direction& d);
   void release_pipe(Direction& d, bool empty);
@@ -228,8 +225,7 @@ namespace detail {
 template <typename Handler>
 class RelayOperation final : public Relay {
  public:
-  RelayOperation(Handler handler, Socket& client,
-                 Socket& node, Worker& worker, SessionEntry& entry,
+  RelayOperation(Handler handler, Fd& client, Fd& node, Worker& worker, SessionEntry& entry,
                  bool allow_early_close)
       : Relay(client, node, worker, entry, allow_early_close), handler_(std::move(handler)) {}
 
@@ -239,7 +235,7 @@ class RelayOperation final : public Relay {
   void complete() override {
     Handler handler = std::move(handler_);
     const RelayResult r = result();
-    auto executor = boost::asio::get_associated_executor(handler, client().get_executor());
+    auto executor = boost::asio::get_associated_executor(handler, this->executor());
     delete this;
     boost::asio::post(executor, boost::asio::append(std::move(handler), r));
   }
@@ -256,7 +252,7 @@ class RelayOperation final : public Relay {
 // Relays between `client` and `node` (see Relay) and completes with the RelayResult. Both
 // sockets, `worker` and `entry` must outlive the operation.
 template <typename CompletionToken>
-auto async_relay(Socket& client, Socket& node,
+auto async_relay(Fd& client, Fd& node,
                  Worker& worker, SessionEntry& entry, bool allow_early_close,
                  CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, void(RelayResult)>(

@@ -29,11 +29,15 @@ using SessionHook =
 // What a worker knows about one of its live client connections: enough to close it on idle
 // timeout, when its node goes offline, or at the end of a graceful stop. Lives in the session's
 // coroutine frame and unlinks itself when the session ends. Touched only by its worker's thread.
+class Relay;
+struct PendingConnect;
+
 struct SessionEntry : SessionHook {
-  Socket* client = nullptr;
-  Socket* node = nullptr;  // null until a node is connected
+  Fd* client = nullptr;
+  Fd* node = nullptr;  // null until a node is connected
   const balance::NodeRuntime* node_runtime = nullptr;
-  Relay* relay = nullptr;  // while relaying
+  Relay* relay = nullptr;             // while relaying
+  PendingConnect* connect = nullptr;  // while waiting for a connect to complete
   // The sockets' registrations in the worker's Poller (the client's spans fall-overs).
   PollSlot client_slot;
   PollSlot node_slot;
@@ -42,18 +46,24 @@ struct SessionEntry : SessionHook {
   bool idle_expired = false;
   bool killed = false;  // closed by an operator (node offline) or by the end of a graceful stop
 
-  // Ends the session: a relay in progress ends (soon, never from within this call) and the
-  // session then closes its sockets; otherwise both sockets are closed and the session's
-  // pending operation completes with operation_aborted.
+  // Ends the session, never from within this call: a relay or a connect in progress ends
+  // (as closed, or operation_aborted) and the session then closes its sockets.
   void close();
 };
 
-// A connect to a node in progress, with its deadline (see Worker::watch_connect). Lives in the
-// connecting coroutine's frame; leaving the watch list is automatic when it is destroyed.
+// A connect to a node in progress, with its deadline (see Worker::watch_connect); leaving the
+// watch list is automatic when it is destroyed.
 struct PendingConnect : SessionHook {
   std::chrono::steady_clock::time_point deadline;
-  Socket* socket = nullptr;
-  bool expired = false;  // the deadline passed and the worker closed the socket
+  // The deadline passed (the worker has unlinked it).
+  virtual void expire() = 0;
+  // The session is being closed.
+  virtual void cancel() = 0;
+  // The worker is being destroyed: destroy without completing.
+  virtual void abandon() = 0;
+
+ protected:
+  virtual ~PendingConnect() = default;
 };
 
 // One worker thread with its own io_context (concurrency hint 1): every session accepted on it
@@ -79,9 +89,9 @@ class Worker {
   std::uint64_t ticks_for(std::chrono::milliseconds timeout) const;
 
   void track(SessionEntry& entry);
-  // Closes `pending.socket` (and sets `expired`) if `pending` is still linked `timeout` from
-  // now. One timer per worker serves every connect in progress, so a connect arms no timer of
-  // its own; it is re-armed only when it fires or when a deadline comes before the armed one.
+  // Calls `pending.expire()` if `pending` is still linked `timeout` from now. One timer per
+  // worker serves every connect in progress, so a connect arms no timer of its own; it is
+  // re-armed only when it fires or when a deadline comes before the armed one.
   void watch_connect(PendingConnect& pending, std::chrono::milliseconds timeout);
   // Closes, on this worker's thread, every session for which `match` is true; returns how many.
   std::size_t close_sessions(const std::function<bool(const SessionEntry&)>& match);

@@ -45,9 +45,10 @@ std::vector<Outcome> connect_all(Worker& worker,
         worker.context(),
         [&worker, endpoint = endpoint_of(targets[i].first), timeout = targets[i].second,
          &promise = promises[i]]() -> Task<void> {
-          Socket socket(worker.context());
+          PollSlot slot;
+          Fd socket;
           const auto started = Clock::now();
-          auto ec = co_await connect_with_timeout(worker, socket, endpoint, timeout);
+          auto ec = co_await connect_with_timeout(worker, socket, slot, endpoint, timeout);
           promise.set_value({ec, Clock::now() - started});
         },
         asio::detached);

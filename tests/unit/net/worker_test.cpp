@@ -28,15 +28,17 @@ auto on_worker(Worker& worker, F f) {
   return result.get();
 }
 
-// One end of a loopback TCP connection, owned by the worker's io_context, plus its peer.
+// One end of a loopback TCP connection, as a session holds it, plus its peer.
 struct Connection {
-  explicit Connection(Worker& worker) : socket(worker.context()), peer(io) {
+  explicit Connection(Worker&) : peer(io) {
     tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
-    socket.connect(acceptor.local_endpoint());
+    tcp::socket connecting(io);
+    connecting.connect(acceptor.local_endpoint());
     acceptor.accept(peer);
+    socket = Fd(connecting.release());
   }
   asio::io_context io;
-  Socket socket;
+  Fd socket;
   tcp::socket peer;
 };
 
