@@ -214,11 +214,8 @@ void Relay::pump_spliced(Direction& d) {
         return;
       }
       d.bytes += static_cast<std::size_t>(n);
-      if (!may_have_more(d, static_cast<std::size_t>(n), kSpliceChunk)) {
-        release_pipe(d, true);
-        wait_read(d);
-        return;
-      }
+      // Unlike recv(), a short splice() does not mean drained: it may have run out of pipe
+      // slots (one per segment) or stopped after one chunk. Read on until EAGAIN.
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
