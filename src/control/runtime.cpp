@@ -604,6 +604,8 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
     const balance::NodeRuntime* target = node.runtime.get();
     for (auto& worker : workers_) {
       asio::post(worker->context(), [w = worker.get(), target] {
+        // Set available again before this ran: its new sessions are welcome.
+        if (target->admin_state.load() != config::AdminState::offline) return;
         w->close_sessions([target](const net::SessionEntry& e) { return e.node_runtime == target; });
       });
     }
