@@ -274,7 +274,10 @@ Scrape settled_scrape(const std::string& address) {
         if (!body) return false;
         last.emplace(*body);
         const Scrape& s = *last;
-        return s(R"(protobalance_listener_connections_total{listener="web"})") == 5 &&
+        // Every session has ended (a scrape can fall between a session's last counters and
+        // the end of its bookkeeping).
+        return s("protobalance_client_connections_active") == 0 &&
+               s(R"(protobalance_listener_connections_total{listener="web"})") == 5 &&
                s(R"(protobalance_listener_rejected_total{listener="db",reason="no_node"})") == 1 &&
                s(node_series("node_connections_active", "web", "alpha")) == 0 &&
                s(node_series("node_bytes_total", "web", "alpha", R"(,direction="to_client")")) ==
