@@ -111,7 +111,7 @@ void Listener::accept_some() {
       slot_.readable = false;  // the next connection raises a new event
       return;
     }
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+    if (is_local_shortage({errno, boost::system::system_category()})) {
       pause(errno);
       return;
     }

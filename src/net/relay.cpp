@@ -8,7 +8,6 @@
 namespace pb::net {
 
 namespace asio = boost::asio;
-using asio::ip::tcp;
 
 namespace {
 
@@ -122,7 +121,7 @@ RelayResult Relay::result() const {
 // Tries to read first (the peer has often sent already), then waits for readiness; the buffer
 // goes back to the pool before any wait for readability.
 void Relay::pump(Direction& d) {
-  if (stopping_ || !d.from->is_open() || !d.to->is_open()) {
+  if (stopping_) {
     end(d, End::aborted);
     return;
   }
@@ -140,7 +139,7 @@ void Relay::pump(Direction& d) {
       const auto size = static_cast<std::size_t>(n);
       std::size_t done = 0;
       if (!send_some(d, buffer.data(), size, done)) {
-        end(d, d.to->is_open() ? End::write_error : End::aborted);
+        end(d, End::write_error);
         return;
       }
       if (done < size) {  // the receiver is slow: keep the bytes until it has room
@@ -168,9 +167,7 @@ void Relay::pump(Direction& d) {
       wait_read(d);
       return;
     }
-    if (!d.from->is_open()) {
-      end(d, End::aborted);
-    } else if (d.from_node && allow_early_close_ && !consumed_) {
+    if (d.from_node && allow_early_close_ && !consumed_) {
       end(d, End::early_close);
     } else if (n < 0) {
       end(d, End::read_error);
@@ -206,7 +203,7 @@ void Relay::pump_spliced(Direction& d) {
       d.write_size = static_cast<std::uint32_t>(n);
       if (!flush_pipe(d)) {
         release_pipe(d, false);
-        end(d, d.to->is_open() ? End::write_error : End::aborted);
+        end(d, End::write_error);
         return;
       }
       if (d.write_offset < d.write_size) {  // the receiver is slow: the pipe keeps the bytes
@@ -223,8 +220,6 @@ void Relay::pump_spliced(Direction& d) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       d.from_slot->readable = false;
       wait_read(d);
-    } else if (!d.from->is_open()) {
-      end(d, End::aborted);
     } else if (n < 0) {
       end(d, End::read_error);
     } else {
@@ -278,7 +273,7 @@ void Relay::continue_write(Direction& d) {
   if (d.pipe.read >= 0) {
     if (!flush_pipe(d)) {
       release_pipe(d, false);
-      end(d, d.to->is_open() ? End::write_error : End::aborted);
+      end(d, End::write_error);
       return;
     }
     if (d.write_offset < d.write_size) {
@@ -292,7 +287,7 @@ void Relay::continue_write(Direction& d) {
   std::size_t done = d.write_offset;
   if (!send_some(d, d.pending.get(), d.write_size, done)) {
     give_back(d);
-    end(d, d.to->is_open() ? End::write_error : End::aborted);
+    end(d, End::write_error);
     return;
   }
   if (done < d.write_size) {

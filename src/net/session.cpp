@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include <boost/asio/error.hpp>
 #include <spdlog/spdlog.h>
 
 #include "protobalance/net/connect.hpp"
@@ -147,14 +148,6 @@ std::string_view outcome(RelayEnd end, const SessionEntry& entry) {
   return "unknown";
 }
 
-struct CloseOnExit {
-  explicit CloseOnExit(Fd& f) : fd(f) {}
-  Fd& fd;
-  CloseOnExit(const CloseOnExit&) = delete;
-  CloseOnExit& operator=(const CloseOnExit&) = delete;
-  ~CloseOnExit() { fd.close(); }
-};
-
 // What to do after a connect attempt.
 enum class AfterConnect : std::uint8_t { relay, next_node, give_up };
 
@@ -166,7 +159,8 @@ AfterConnect after_connect(Worker& worker, const Route& route, const Fd& client,
   balance::Cluster& cluster = *route.cluster;
   const balance::Node& node = cluster.nodes()[index];
   if (log_entry.enabled()) ++log_entry.record().attempts;
-  if (!client.is_open()) {  // stopped or killed while connecting
+  // Stopped or killed (SessionEntry::close) while connecting, or between two nodes.
+  if (ec == asio::error::operation_aborted || !client.is_open()) {
     cluster.release(index);
     if (log_entry.enabled()) log_entry.record().outcome = "closed_by_operator";
     return AfterConnect::give_up;
@@ -244,16 +238,16 @@ void reject_no_node(const Route& route, const tcp::endpoint& peer, AccessLogEntr
 // The coroutine frame of a session lives as long as its connection, idle or not, so it holds
 // only what spans a suspension; the accounting is in the helpers above (see BENCHMARKS.md,
 // "Idle connections").
-Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Fd client,
+Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Fd accepted,
                        tcp::endpoint peer) {
   SessionCount count(worker, *route->stats);
   AccessLogEntry log_entry(*route, peer);
   balance::Cluster& cluster = *route->cluster;
 
   SessionEntry entry;
-  // The client socket (a parameter, destroyed only with the coroutine frame, which may be
-  // later) is closed before `entry`, which holds its registration in the worker's poller, goes.
-  const CloseOnExit close_client{client};
+  // Declared after `entry`, which holds its registration in the worker's poller, so that it is
+  // closed first (a parameter would live until the coroutine frame goes, which may be later).
+  Fd client = std::move(accepted);
   entry.client = &client;
   entry.idle_ticks = worker.ticks_for(cluster.config().idle_timeout);
   worker.track(entry);

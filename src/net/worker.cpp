@@ -12,8 +12,7 @@ void SessionEntry::close() {
   if (relay != nullptr) {
     Relay::abort(*relay);
   } else if (connect != nullptr) {
-    connect->cancel();
-    if (client != nullptr) client->close();  // so the session gives up rather than falls over
+    connect->cancel();  // completes with operation_aborted: the session gives up
   } else {
     if (client != nullptr) client->close();
     if (node != nullptr) node->close();

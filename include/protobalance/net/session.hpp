@@ -54,7 +54,7 @@ struct Route {
 // has moved, then relays until both sides are done. Errors from the network are normal ends,
 // never exceptions.
 // `peer` is the client's address as accept() reported it.
-Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Fd client,
+Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Fd accepted,
                        boost::asio::ip::tcp::endpoint peer);
 
 }  // namespace pb::net
