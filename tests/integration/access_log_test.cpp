@@ -31,14 +31,10 @@ std::string wait_lines(const std::filesystem::path& file, long lines) {
   return text;
 }
 
-TEST(AccessLog, OneLinePerFinishedConnectionWithNodeBytesAndFallOvers) {
-  // Verifies that each finished connection is logged with its client, listener, cluster, the
-  // node that served it, attempts and fall-overs, bytes each way and how it ended; and that a
-  // client no node could take is logged as no_node.
-  Backend good("good");
-  const std::string dead = closed_port_address();
-  TempDir dir;
-  auto file = dir.write("pb.toml", R"([service]
+// One worker, the access log at state/access.log, listener "front" -> cluster "web" with the
+// given [[cluster.node]] tables.
+std::string config_with_nodes(const std::string& nodes) {
+  return R"([service]
 threads = 1
 state_dir = "state"
 [access_log]
@@ -50,14 +46,24 @@ listen = "127.0.0.1:0"
 cluster = "web"
 [[cluster]]
 name = "web"
-[[cluster.node]]
+)" + nodes;
+}
+
+TEST(AccessLog, OneLinePerFinishedConnectionWithNodeBytesAndFallOvers) {
+  // Verifies that each finished connection is logged with its client, listener, cluster, the
+  // node that served it, attempts and fall-overs, bytes each way and how it ended; and that a
+  // client no node could take is logged as no_node.
+  Backend good("good");
+  const std::string dead = closed_port_address();
+  TempDir dir;
+  auto file = dir.write("pb.toml", config_with_nodes(R"([[cluster.node]]
 name = "dead"
 address = ")" + dead + R"("
 fallover = "good"
 [[cluster.node]]
 name = "good"
 address = ")" + good.address() + R"("
-)");
+)"));
   Balancer balancer({"--config", file.string()});
   {
     // Round robin's first pick is `good` or `dead`; the second connection gets the other one,
@@ -108,21 +114,10 @@ TEST(AccessLog, Sigusr1ReopensTheFileForRotation) {
   // to a new file at the configured path and the moved file keeps what it had.
   Backend node("n1");
   TempDir dir;
-  auto file = dir.write("pb.toml", R"([service]
-state_dir = "state"
-[access_log]
-enabled = true
-path = "access.log"
-[[listener]]
-name = "front"
-listen = "127.0.0.1:0"
-cluster = "web"
-[[cluster]]
-name = "web"
-[[cluster.node]]
+  auto file = dir.write("pb.toml", config_with_nodes(R"([[cluster.node]]
 name = "n1"
 address = ")" + node.address() + R"("
-)");
+)"));
   Balancer balancer({"--config", file.string()});
   auto one_connection = [&](const std::string& payload) {
     Client client(balancer.address("front"), 5s);

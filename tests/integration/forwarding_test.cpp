@@ -126,8 +126,7 @@ TEST(Forwarding, TwentyFourMebibytesEachWayWithSlowReader) {
 TEST(Forwarding, AStalledBulkReaderDoesNotHoldUpOtherConnections) {
   // Verifies that a client which stops reading in the middle of a bulk transfer (the relay is
   // splicing towards it and its socket is full) never blocks the worker: on the only worker
-  // thread, another client is served meanwhile. (Whether splice() would block on a socket in
-  // blocking mode depends on the kernel version; the relay never leaves it to the kernel.)
+  // thread, another client is served meanwhile.
   Backend node("n1");
   Balancer balancer(quick("127.0.0.1:0", {node.address()}, "1"));
   Client stalled(balancer.address());

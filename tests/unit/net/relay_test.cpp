@@ -96,7 +96,9 @@ TEST(Relay, ClosingTheSessionEndsItsRelayAsClosed) {
   auto ended = s.ended.get_future();
   ASSERT_EQ(ended.wait_for(5s), std::future_status::ready) << "the relay did not end";
   EXPECT_EQ(ended.get(), RelayEnd::closed);
-  EXPECT_EQ(closed.get_future().get(), 1U);
+  auto count = closed.get_future();
+  ASSERT_EQ(count.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(count.get(), 1U);
   worker.stop();
   worker.join();
 }
