@@ -1,0 +1,139 @@
+#include "protobalance/net/address_filter.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+namespace pb::net {
+namespace {
+
+namespace ip = boost::asio::ip;
+
+ip::address_v6::bytes_type as_v6_bytes(const ip::address& address) {
+  if (address.is_v6()) return address.to_v6().to_bytes();
+  return ip::make_address_v6(ip::v4_mapped, address.to_v4()).to_bytes();
+}
+
+std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+}  // namespace
+
+std::string Cidr::to_string() const {
+  const ip::address_v6 address(network);
+  if (v4) {
+    return address.to_v4().to_string() + "/" + std::to_string(prefix - 96);
+  }
+  return address.to_string() + "/" + std::to_string(prefix);
+}
+
+CidrResult parse_cidr(std::string_view text) {
+  const auto slash = text.find('/');
+  const std::string_view address_text = text.substr(0, slash);
+  const bool v6 = address_text.find(':') != std::string_view::npos;
+  const std::string_view allowed = v6 ? "0123456789abcdefABCDEF:." : "0123456789.";
+  const auto bad_address = [&] {
+    return CidrResult{std::nullopt, "bad network " + quoted(text) +
+                                        ": expected an IPv4 or IPv6 address, optionally "
+                                        "followed by /LENGTH (\"192.0.2.0/24\", \"2001:db8::/32\")"};
+  };
+  if (address_text.empty() || address_text.size() > 45 ||
+      address_text.find_first_not_of(allowed) != std::string_view::npos) {
+    return bad_address();
+  }
+  std::array<char, 46> buffer{};
+  std::memcpy(buffer.data(), address_text.data(), address_text.size());
+  Cidr cidr;
+  cidr.v4 = !v6;
+  if (v6) {
+    if (::inet_pton(AF_INET6, buffer.data(), cidr.network.data()) != 1) return bad_address();
+  } else {
+    std::array<unsigned char, 4> bytes{};
+    if (::inet_pton(AF_INET, buffer.data(), bytes.data()) != 1) return bad_address();
+    cidr.network = ip::make_address_v6(ip::v4_mapped, ip::address_v4(bytes)).to_bytes();
+  }
+
+  const unsigned max = v6 ? 128 : 32;
+  unsigned length = max;
+  if (slash != std::string_view::npos) {
+    const std::string_view digits = text.substr(slash + 1);
+    const auto bad_length = [&] {
+      return CidrResult{std::nullopt, "bad prefix length in " + quoted(text) + ": expected 0.." +
+                                          std::to_string(max) + " after the /"};
+    };
+    if (digits.empty() || digits.size() > 3 || (digits.size() > 1 && digits[0] == '0') ||
+        digits.find_first_not_of("0123456789") != std::string_view::npos) {
+      return bad_length();
+    }
+    length = 0;
+    for (char c : digits) length = length * 10 + static_cast<unsigned>(c - '0');
+    if (length > max) return bad_length();
+  }
+  cidr.prefix = v6 ? length : 96 + length;
+
+  // Host bits must be zero.
+  Cidr masked = cidr;
+  for (unsigned bit = masked.prefix; bit < 128; ++bit) {
+    masked.network[bit / 8] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
+  }
+  if (masked.network != cidr.network) {
+    return {std::nullopt, "host bits are set in " + quoted(text) + ": the network is " +
+                              masked.to_string()};
+  }
+  return {cidr, {}};
+}
+
+std::size_t CidrSet::KeyHash::operator()(const Key& k) const noexcept {
+  // splitmix64-style mixing of both halves.
+  std::uint64_t x = k.high * 0x9E3779B97F4A7C15ull ^ (k.low + 0xBF58476D1CE4E5B9ull);
+  x ^= x >> 31;
+  x *= 0x94D049BB133111EBull;
+  x ^= x >> 29;
+  return static_cast<std::size_t>(x);
+}
+
+CidrSet::Key CidrSet::mask(Key key, unsigned prefix) {
+  if (prefix == 0) return {};
+  if (prefix <= 64) {
+    key.high &= prefix == 64 ? ~0ull : ~(~0ull >> prefix);
+    key.low = 0;
+  } else if (prefix < 128) {
+    key.low &= ~(~0ull >> (prefix - 64));
+  }
+  return key;
+}
+
+namespace {
+
+template <typename Bytes>
+std::uint64_t load_be64(const Bytes& b, std::size_t at) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8; ++i) v = (v << 8) | b[at + i];
+  return v;
+}
+
+}  // namespace
+
+void CidrSet::insert(const Cidr& cidr) {
+  const Key key = mask({load_be64(cidr.network, 0), load_be64(cidr.network, 8)}, cidr.prefix);
+  auto it = std::find_if(lengths_.begin(), lengths_.end(),
+                         [&](const Length& l) { return l.prefix == cidr.prefix; });
+  if (it == lengths_.end()) {
+    it = lengths_.insert(std::upper_bound(lengths_.begin(), lengths_.end(), cidr.prefix,
+                                          [](unsigned p, const Length& l) { return p > l.prefix; }),
+                         Length{cidr.prefix, {}});
+  }
+  if (it->networks.insert(key).second) ++size_;
+}
+
+bool CidrSet::contains(const ip::address& address) const {
+  if (size_ == 0) return false;
+  const auto bytes = as_v6_bytes(address);
+  const Key key{load_be64(bytes, 0), load_be64(bytes, 8)};
+  return std::any_of(lengths_.begin(), lengths_.end(), [&](const Length& l) {
+    return l.networks.contains(mask(key, l.prefix));
+  });
+}
+
+}  // namespace pb::net
