@@ -23,7 +23,8 @@ std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\
 std::string Cidr::to_string() const {
   const ip::address_v6 address(network);
   if (v4) {
-    return address.to_v4().to_string() + "/" + std::to_string(prefix - 96);
+    return ip::make_address_v4(ip::v4_mapped, address).to_string() + "/" +
+           std::to_string(prefix - 96);
   }
   return address.to_string() + "/" + std::to_string(prefix);
 }
