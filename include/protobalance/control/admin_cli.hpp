@@ -9,6 +9,7 @@
 
 #include "protobalance/affinity/client_key.hpp"
 #include "protobalance/affinity/store.hpp"
+#include "protobalance/control/top_view.hpp"
 
 // pbadmin, the operator's command-line tool, as functions: src/pbadmin/main.cpp only calls
 // run_pbadmin(), and tests can call the pieces.
@@ -39,6 +40,11 @@ inline constexpr const char* kDefaultConfigFile = "/etc/protobalance/protobalanc
 // [admin] socket, HTTP/1.1 + JSON (see admin_server.hpp), and --json prints its answer.
 int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 int run_pbadmin(int argc, char** argv);  // std::cout and std::cerr
+// Same, with the full-screen view of `top` (used when standard output is a terminal; without a
+// factory, or on another output, `top` prints plain text).
+//   top [-n COUNT] [--interval DURATION]     live view of listeners and nodes
+int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
+                TopScreenFactory top_screen);
 
 // What `affinity list` shows: empty strings and nullopt match everything.
 struct AffinityFilter {
