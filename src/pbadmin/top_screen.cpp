@@ -2,10 +2,9 @@
 // comes ready-made from make_top_frame() / layout_top() (control/top_view.hpp).
 #include "top_screen.hpp"
 
-#include <curses.h>
 #include <unistd.h>
 
-#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -13,6 +12,9 @@
 #include <fmt/format.h>
 
 #include "protobalance/config/duration.hpp"
+
+// Last: curses.h defines macros (timeout, erase, refresh...) that clash with names in Asio.
+#include <curses.h>
 
 namespace pb::pbadmin {
 namespace {
@@ -30,39 +32,39 @@ class CursesScreen final : public control::TopScreen {
       : interval_(interval), keys_(::isatty(STDIN_FILENO) == 1) {
     // newterm rather than initscr: a terminal ncurses does not know is an exception here (the
     // caller falls back to plain text), not an exit of the process.
-    screen_ = ::newterm(nullptr, stdout, stdin);
+    screen_ = newterm(nullptr, stdout, stdin);
     if (screen_ == nullptr) {
       const char* term = std::getenv("TERM");
       throw std::runtime_error(fmt::format("cannot drive the terminal (TERM={})",
                                            term == nullptr ? "unset" : term));
     }
-    ::set_term(screen_);
+    set_term(screen_);
     if (keys_) {
-      ::cbreak();
-      ::noecho();
-      ::keypad(stdscr, TRUE);
+      cbreak();
+      noecho();
+      keypad(stdscr, TRUE);
     }
-    ::curs_set(0);
-    if (::has_colors()) {
-      ::start_color();
-      const short background = ::use_default_colors() == OK ? -1 : COLOR_BLACK;
-      ::init_pair(kGreen, COLOR_GREEN, background);
-      ::init_pair(kYellow, COLOR_YELLOW, background);
-      ::init_pair(kRed, COLOR_RED, background);
+    curs_set(0);
+    if (has_colors()) {
+      start_color();
+      const short background = use_default_colors() == OK ? -1 : COLOR_BLACK;
+      init_pair(kGreen, COLOR_GREEN, background);
+      init_pair(kYellow, COLOR_YELLOW, background);
+      init_pair(kRed, COLOR_RED, background);
       colours_ = true;
     }
   }
 
   ~CursesScreen() override {
-    ::endwin();
-    ::delscreen(screen_);
+    endwin();
+    delscreen(screen_);
   }
 
   CursesScreen(const CursesScreen&) = delete;
   CursesScreen& operator=(const CursesScreen&) = delete;
 
   void draw(const TopFrame& frame, const std::string& message) override {
-    ::erase();
+    erase();
     int row = 0;
     line(row++, control::top_summary(frame) + "   every " + config::format_duration(interval_) +
                     (keys_ ? ", q quits" : ""),
@@ -85,7 +87,7 @@ class CursesScreen final : public control::TopScreen {
                   : health == TopHealth::warning ? kYellow
                                                  : kRed));
     }
-    ::refresh();
+    refresh();
   }
 
   bool wait_for_quit(std::chrono::milliseconds timeout) override {
@@ -98,8 +100,8 @@ class CursesScreen final : public control::TopScreen {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return false;
-      ::timeout(static_cast<int>(left.count()));
-      const int key = ::getch();
+      timeout(static_cast<int>(left.count()));
+      const int key = getch();
       if (key == 'q' || key == 'Q') return true;
       // A resized terminal is redrawn at once, with a fresh sample.
       if (key == KEY_RESIZE) return false;
@@ -112,9 +114,9 @@ class CursesScreen final : public control::TopScreen {
   // One line at `row`, cut at the screen's width; rows below the screen are skipped.
   static void line(int row, const std::string& text, chtype attributes) {
     if (row >= LINES) return;
-    ::attron(static_cast<int>(attributes));
-    ::mvaddnstr(row, 0, text.c_str(), COLS);
-    ::attroff(static_cast<int>(attributes));
+    attron(static_cast<int>(attributes));
+    mvaddnstr(row, 0, text.c_str(), COLS);
+    attroff(static_cast<int>(attributes));
   }
 
   std::chrono::milliseconds interval_;
