@@ -35,6 +35,7 @@ inline constexpr const char* kDefaultConfigFile = "/etc/protobalance/protobalanc
 //   affinity list [--cluster C] [--node N] [--client ADDR]
 //   affinity forget CLIENT [--cluster C]
 //   affinity pin CLIENT NODE --cluster C
+//   top [-n COUNT] [--interval DURATION]    live view (plain text unless a screen is given)
 // `affinity list` reads the database in the configuration's state_dir directly and read-only,
 // so it works with the daemon running or not; every other command talks to the daemon over the
 // [admin] socket, HTTP/1.1 + JSON (see admin_server.hpp), and --json prints its answer.
@@ -42,7 +43,6 @@ int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostre
 int run_pbadmin(int argc, char** argv);  // std::cout and std::cerr
 // Same, with the full-screen view of `top` (used when standard output is a terminal; without a
 // factory, or on another output, `top` prints plain text).
-//   top [-n COUNT] [--interval DURATION]     live view of listeners and nodes
 int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
                 TopScreenFactory top_screen);
 
