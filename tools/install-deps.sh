@@ -10,6 +10,7 @@ packages=(
   libsqlite3-dev libsqlitecpp-dev sqlite3
   prometheus-cpp-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libsodium-dev libmuparser-dev libsnmp-dev
+  libncurses-dev   # pbadmin top
   libgtest-dev libgmock-dev
   libssl-dev  # tests only: real TLS ClientHellos in pb_test_net
   snmpd snmp prometheus curl netcat-openbsd procps python3

@@ -954,6 +954,21 @@ std::shared_ptr<const Config> make_quick_config(const Endpoint& listen,
                                                 std::string algorithm,
                                                 const std::string& listen_text,
                                                 const std::vector<std::string>& node_texts) {
+  std::vector<NodeConfig> node_configs;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    NodeConfig node;
+    node.name = fmt::format("node{}", i + 1);
+    node.endpoint = nodes[i];
+    node.address = i < node_texts.size() ? node_texts[i] : format_endpoint(nodes[i]);
+    node_configs.push_back(std::move(node));
+  }
+  return make_quick_config(listen, std::move(node_configs), std::move(algorithm), listen_text,
+                           std::nullopt);
+}
+
+std::shared_ptr<const Config> make_quick_config(
+    const Endpoint& listen, std::vector<NodeConfig> nodes, std::string algorithm,
+    const std::string& listen_text, std::optional<std::array<std::uint8_t, 16>> hash_key) {
   auto config = std::make_shared<Config>();
   std::error_code ec;
   fs::path cwd = fs::current_path(ec);
@@ -963,13 +978,8 @@ std::shared_ptr<const Config> make_quick_config(const Endpoint& listen,
   ClusterConfig cluster;
   cluster.name = "default";
   cluster.algorithm = std::move(algorithm);
-  for (std::size_t i = 0; i < nodes.size(); ++i) {
-    NodeConfig node;
-    node.name = fmt::format("node{}", i + 1);
-    node.endpoint = nodes[i];
-    node.address = i < node_texts.size() ? node_texts[i] : format_endpoint(nodes[i]);
-    cluster.nodes.push_back(std::move(node));
-  }
+  cluster.hash_key = hash_key;
+  cluster.nodes = std::move(nodes);
   config->clusters.push_back(std::move(cluster));
 
   ListenerConfig listener;

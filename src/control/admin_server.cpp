@@ -546,6 +546,8 @@ boost::json::object admin_status(Runtime& runtime) {
           {"total", rt.total.load(std::memory_order_relaxed)},
           {"failures", rt.failures_total()},
           {"failovers", rt.failovers.load(std::memory_order_relaxed)},
+          {"bytes_to_node", rt.bytes_to_node.load(std::memory_order_relaxed)},
+          {"bytes_to_client", rt.bytes_to_client.load(std::memory_order_relaxed)},
           {"load_factor", node.load_factor},
           {"max_connections", node.max_connections},
           {"tier", node.tier},
@@ -556,7 +558,9 @@ boost::json::object admin_status(Runtime& runtime) {
                                     {"affinity", cfg.affinity.enabled},
                                     {"nodes", std::move(nodes)}});
   }
-  return json::object{{"listeners", std::move(listeners)}, {"clusters", std::move(clusters)}};
+  return json::object{{"listeners", std::move(listeners)},
+                      {"clusters", std::move(clusters)},
+                      {"affinity_entries", runtime.affinity().size()}};
 }
 
 AdminResponse handle_admin_request(Runtime& runtime, std::string_view method,

@@ -169,4 +169,10 @@ std::shared_ptr<const Config> make_quick_config(const Endpoint& listen,
                                                 const std::string& listen_text,
                                                 const std::vector<std::string>& node_texts);
 
+// Same, with the nodes already built (quick mode's balance syntax sets their max_connections,
+// load_factor and tier; names are given by the caller) and the cluster's hash key.
+std::shared_ptr<const Config> make_quick_config(
+    const Endpoint& listen, std::vector<NodeConfig> nodes, std::string algorithm,
+    const std::string& listen_text, std::optional<std::array<std::uint8_t, 16>> hash_key);
+
 }  // namespace pb::config

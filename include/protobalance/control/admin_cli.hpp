@@ -9,6 +9,7 @@
 
 #include "protobalance/affinity/client_key.hpp"
 #include "protobalance/affinity/store.hpp"
+#include "protobalance/control/top_view.hpp"
 
 // pbadmin, the operator's command-line tool, as functions: src/pbadmin/main.cpp only calls
 // run_pbadmin(), and tests can call the pieces.
@@ -34,11 +35,16 @@ inline constexpr const char* kDefaultConfigFile = "/etc/protobalance/protobalanc
 //   affinity list [--cluster C] [--node N] [--client ADDR]
 //   affinity forget CLIENT [--cluster C]
 //   affinity pin CLIENT NODE --cluster C
+//   top [-n COUNT] [--interval DURATION]    live view (plain text unless a screen is given)
 // `affinity list` reads the database in the configuration's state_dir directly and read-only,
 // so it works with the daemon running or not; every other command talks to the daemon over the
 // [admin] socket, HTTP/1.1 + JSON (see admin_server.hpp), and --json prints its answer.
 int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 int run_pbadmin(int argc, char** argv);  // std::cout and std::cerr
+// Same, with the full-screen view of `top` (used when standard output is a terminal; without a
+// factory, or on another output, `top` prints plain text).
+int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
+                TopScreenFactory top_screen);
 
 // What `affinity list` shows: empty strings and nullopt match everything.
 struct AffinityFilter {
