@@ -231,6 +231,10 @@ void Store::run() {
     {
       std::lock_guard db_lock(db_mutex_);
       ok = ensure_open();
+      if (ok && check_pending_) {
+        deferred_quick_check();
+        ok = db_ != nullptr;
+      }
       if (ok && !batch.empty()) ok = write_batch(batch, /*retry_on_fresh=*/true);
       if (ok && now >= next_expiry) {
         if (auto table = ttls()) delete_expired(*table);
@@ -300,14 +304,16 @@ void Store::open_and_migrate() {
   // The first statement reads the header: a file that is not a database fails here.
   db->exec("PRAGMA journal_mode=WAL");
   db->exec("PRAGMA synchronous=NORMAL");
-  {
-    // quick_check reads every page without checking the indexes against the tables: it finds
-    // damage that would otherwise surface as failed writes later, at a small cost at start-up.
-    SQLite::Statement check(*db, "PRAGMA quick_check(1)");
-    if (check.executeStep()) {
-      const std::string verdict = check.getColumn(0).getString();
-      if (verdict != "ok") throw CorruptionFound(verdict);
-    }
+  // quick_check reads every page without checking the indexes against the tables: it finds
+  // damage that would otherwise surface as failed writes later. It costs about a second per
+  // few hundred megabytes, so a large file is checked by the writer thread after the start
+  // (the balancer serves meanwhile) instead of here.
+  std::error_code size_ec;
+  const auto size = std::filesystem::file_size(path_, size_ec);
+  if (!size_ec && size > kQuickCheckAtOpenBytes) {
+    check_pending_ = true;
+  } else {
+    quick_check(*db);
   }
 
   const auto& all = migrations();
@@ -341,6 +347,32 @@ void Store::open_and_migrate() {
                      .count());
   }
   db_ = std::move(db);
+}
+
+void Store::quick_check(SQLite::Database& db) {
+  SQLite::Statement check(db, "PRAGMA quick_check(1)");
+  if (check.executeStep()) {
+    const std::string verdict = check.getColumn(0).getString();
+    if (verdict != "ok") throw CorruptionFound(verdict);
+  }
+}
+
+void Store::deferred_quick_check() {
+  check_pending_ = false;
+  const auto started = SteadyClock::now();
+  try {
+    quick_check(*db_);
+    spdlog::info("affinity store: {}: integrity check passed in {} ms", path_.string(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() -
+                                                                       started)
+                     .count());
+  } catch (const std::exception& e) {
+    if (is_corruption(e)) {
+      if (recover_from_corruption(e.what())) ensure_open();
+    } else {
+      fail("cannot check", e);
+    }
+  }
 }
 
 bool Store::recover_from_corruption(std::string_view what) {

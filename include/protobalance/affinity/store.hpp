@@ -167,6 +167,8 @@ struct StoreOptions {
 class Store {
  public:
   static constexpr std::string_view kFileName = "protobalance.db";
+  // Files up to this size are checked (quick_check) when opened; larger ones after the start.
+  static constexpr std::uintmax_t kQuickCheckAtOpenBytes = 32 * 1024 * 1024;
 
   // Creates state_dir if needed and opens the database. Never throws for database problems:
   // the store then starts without persistence and retries in the background.
@@ -226,6 +228,10 @@ class Store {
   // Closes the connection and renames the file (and its -wal, -shm) aside; false when the
   // rename failed.
   bool recover_from_corruption(std::string_view what);
+  // PRAGMA quick_check: throws (as corruption) when the file is damaged.
+  static void quick_check(SQLite::Database& db);
+  // The check of a file too large to check at open, run once by the writer thread.
+  void deferred_quick_check();
   bool write_batch(const std::vector<Change>& batch, bool retry_on_fresh);
   // Writes batch[begin, end) in one transaction; throws on failure.
   void write_transaction(const std::vector<Change>& batch, std::size_t begin, std::size_t end);
@@ -246,6 +252,7 @@ class Store {
   std::mutex db_mutex_;  // the connection is used by the writer and, at start-up, by load_*()
   std::unique_ptr<SQLite::Database> db_;
   std::string last_cause_;  // of the last logged failure; empty while healthy
+  bool check_pending_ = false;  // the file was too large to check at open
   // Where the expiry sweep continues: the last (cluster, client blob) it covered; empty cluster
   // = from the start.
   std::string expiry_cluster_;
