@@ -103,6 +103,43 @@ bool ClientKey::overlaps(const ClientKey& other) const {
   return a == b;
 }
 
+std::array<std::uint8_t, ClientKey::kBlobSize> ClientKey::to_blob() const {
+  std::array<std::uint8_t, kBlobSize> blob{};
+  std::memcpy(blob.data(), bytes.data(), bytes.size());
+  blob[16] = prefix;
+  return blob;
+}
+
+std::optional<ClientKey> ClientKey::from_blob(const void* data, std::size_t size) {
+  if (data == nullptr || size != kBlobSize) return std::nullopt;
+  ClientKey key;
+  std::memcpy(key.bytes.data(), data, key.bytes.size());
+  key.prefix = static_cast<const std::uint8_t*>(data)[16];
+  if (key.prefix > 128) return std::nullopt;
+  auto canonical = key.bytes;
+  cut(canonical, key.prefix);
+  if (canonical != key.bytes) return std::nullopt;
+  return key;
+}
+
+std::array<std::uint8_t, 16> ClientKey::last_address() const {
+  auto last = bytes;
+  for (std::size_t i = 0; i < last.size(); ++i) {
+    const int keep = static_cast<int>(prefix) - static_cast<int>(i) * 8;
+    if (keep >= 8) continue;
+    last[i] = keep <= 0 ? std::uint8_t{0xFF}
+                        : static_cast<std::uint8_t>(last[i] | (0xFFu >> keep));
+  }
+  return last;
+}
+
+ClientKey ClientKey::widened(std::uint8_t new_prefix) const {
+  ClientKey key = *this;
+  key.prefix = std::min(prefix, new_prefix);
+  cut(key.bytes, key.prefix);
+  return key;
+}
+
 ClientKey make_key(const boost::asio::ip::address& address, std::uint8_t prefix_v4,
                    std::uint8_t prefix_v6) {
   if (address.is_v4()) return v4_key(address.to_v4(), prefix_v4);

@@ -4,7 +4,10 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <ctime>
+#include <limits>
+#include <tuple>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
@@ -55,7 +58,67 @@ void bind_text_or_null(SQLite::Statement& stmt, int index, const std::string& te
   }
 }
 
+// The schema version from which `client` is the 17-byte binary key (migrations/0003).
+constexpr int kBinaryKeyVersion = 3;
+
+// pb_client_key(text): the binary key of a client's text form, NULL when it does not parse.
+// Registered on the writer's connection for migrations/0003 (SQLite has no address functions).
+void sql_client_key(sqlite3_context* ctx, int /*argc*/, sqlite3_value** argv) {
+  const auto* text = sqlite3_value_text(argv[0]);
+  if (text == nullptr) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  const auto key = parse_client(std::string_view(reinterpret_cast<const char*>(text),
+                                                 static_cast<std::size_t>(sqlite3_value_bytes(argv[0]))));
+  if (!key) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  const auto blob = key->to_blob();
+  sqlite3_result_blob(ctx, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+}
+
+void bind_key(SQLite::Statement& stmt, int index, const ClientKey& key) {
+  const auto blob = key.to_blob();
+  stmt.bind(index, blob.data(), static_cast<int>(blob.size()));
+}
+
+// A blob, also when empty (a null pointer would bind NULL, which compares as unknown).
+void bind_bytes(SQLite::Statement& stmt, int index, const std::vector<std::uint8_t>& bytes) {
+  static const std::uint8_t kNone = 0;
+  stmt.bind(index, bytes.empty() ? &kNone : bytes.data(), static_cast<int>(bytes.size()));
+}
+
+std::optional<ClientKey> column_key(const SQLite::Column& column) {
+  return ClientKey::from_blob(column.getBlob(), static_cast<std::size_t>(column.getBytes()));
+}
+
+std::string_view column_text(const SQLite::Column& column) {
+  return std::string_view(column.getText(), static_cast<std::size_t>(column.getBytes()));
+}
+
+std::string too_new_message(const std::filesystem::path& file, int version, std::size_t known,
+                            std::string_view who) {
+  return file.string() + ": database schema version " + std::to_string(version) +
+         " is newer than this " + std::string(who) + " knows (" + std::to_string(known) +
+         "): it was written by a newer Proto Balance release; refusing to use it (run that "
+         "release, or move the file aside to start with an empty database)";
+}
+
+// Aborts a statement (SQLITE_INTERRUPT) once its deadline has passed.
+int past_deadline(void* deadline) {
+  return SteadyClock::now() > *static_cast<SteadyClock::time_point*>(deadline) ? 1 : 0;
+}
+
 }  // namespace
+
+// A read-only connection with its prepared point query, for find_affinity().
+struct Store::Reader {
+  SteadyClock::time_point deadline;
+  std::unique_ptr<SQLite::Database> db;
+  std::unique_ptr<SQLite::Statement> find;
+};
 
 config::Duration TtlTable::ttl_for(std::string_view cluster) const {
   const auto it = by_cluster.find(cluster);
@@ -77,7 +140,7 @@ Store::Store(std::filesystem::path state_dir, StoreOptions options)
     : state_dir_(std::move(state_dir)), path_(state_dir_ / kFileName), options_(options) {
   {
     std::lock_guard db_lock(db_mutex_);
-    ensure_open();
+    ensure_open(/*refuse_newer=*/true);
   }
   writer_ = std::thread([this] { run(); });
 }
@@ -168,6 +231,10 @@ void Store::run() {
     {
       std::lock_guard db_lock(db_mutex_);
       ok = ensure_open();
+      if (ok && check_pending_) {
+        deferred_quick_check();
+        ok = db_ != nullptr;
+      }
       if (ok && !batch.empty()) ok = write_batch(batch, /*retry_on_fresh=*/true);
       if (ok && now >= next_expiry) {
         if (auto table = ttls()) delete_expired(*table);
@@ -200,12 +267,16 @@ void Store::run() {
   }
 }
 
-bool Store::ensure_open() {
+bool Store::ensure_open(bool refuse_newer) {
   if (db_) return true;
   try {
     open_and_migrate();
     succeeded();
     return true;
+  } catch (const SchemaTooNew& e) {
+    if (refuse_newer) throw;
+    fail("cannot open", e);
+    return false;
   } catch (const std::exception& e) {
     if (!is_corruption(e)) {
       fail("cannot open", e);
@@ -233,32 +304,75 @@ void Store::open_and_migrate() {
   // The first statement reads the header: a file that is not a database fails here.
   db->exec("PRAGMA journal_mode=WAL");
   db->exec("PRAGMA synchronous=NORMAL");
-  {
-    // quick_check reads every page without checking the indexes against the tables: it finds
-    // damage that would otherwise surface as failed writes later, at a small cost at start-up.
-    SQLite::Statement check(*db, "PRAGMA quick_check(1)");
-    if (check.executeStep()) {
-      const std::string verdict = check.getColumn(0).getString();
-      if (verdict != "ok") throw CorruptionFound(verdict);
-    }
+  // quick_check reads every page without checking the indexes against the tables: it finds
+  // damage that would otherwise surface as failed writes later. It costs about a second per
+  // few hundred megabytes, so a large file is checked by the writer thread after the start
+  // (the balancer serves meanwhile) instead of here.
+  std::error_code size_ec;
+  const auto size = std::filesystem::file_size(path_, size_ec);
+  if (!size_ec && size > kQuickCheckAtOpenBytes) {
+    check_pending_ = true;
+  } else {
+    quick_check(*db);
   }
 
   const auto& all = migrations();
   const int version = db->execAndGet("PRAGMA user_version").getInt();
   if (version > static_cast<int>(all.size())) {
-    spdlog::warn(
-        "affinity store: {} has schema version {}, newer than this balancer's {}; "
-        "using it as is",
-        path_.string(), version, all.size());
+    throw SchemaTooNew(too_new_message(path_, version, all.size(), "balancer"));
   }
+  sqlite3_create_function_v2(db->getHandle(), "pb_client_key", 1,
+                             SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr, sql_client_key, nullptr,
+                             nullptr, nullptr);
+  bool rewrote_affinity = false;
   for (std::size_t i = static_cast<std::size_t>(std::max(version, 0)); i < all.size(); ++i) {
+    const auto started = SteadyClock::now();
     SQLite::Transaction tx(*db, SQLite::TransactionBehavior::IMMEDIATE);
     db->exec(std::string(all[i].sql));
     db->exec("PRAGMA user_version = " + std::to_string(i + 1));
     tx.commit();
-    spdlog::info("affinity store: {}: applied migration {}", path_.string(), all[i].file);
+    const auto took =
+        std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started);
+    spdlog::info("affinity store: {}: applied migration {} in {} ms", path_.string(), all[i].file,
+                 took.count());
+    if (version > 0 && static_cast<int>(i + 1) == kBinaryKeyVersion) rewrote_affinity = true;
+  }
+  if (rewrote_affinity) {
+    // The text-keyed table's pages are free now; give them back so the file shrinks to the new
+    // size (a one-time cost of the upgrade).
+    const auto started = SteadyClock::now();
+    db->exec("VACUUM");
+    spdlog::info("affinity store: {}: compacted in {} ms", path_.string(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started)
+                     .count());
   }
   db_ = std::move(db);
+}
+
+void Store::quick_check(SQLite::Database& db) {
+  SQLite::Statement check(db, "PRAGMA quick_check(1)");
+  if (check.executeStep()) {
+    const std::string verdict = check.getColumn(0).getString();
+    if (verdict != "ok") throw CorruptionFound(verdict);
+  }
+}
+
+void Store::deferred_quick_check() {
+  check_pending_ = false;
+  const auto started = SteadyClock::now();
+  try {
+    quick_check(*db_);
+    spdlog::info("affinity store: {}: integrity check passed in {} ms", path_.string(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() -
+                                                                       started)
+                     .count());
+  } catch (const std::exception& e) {
+    if (is_corruption(e)) {
+      if (recover_from_corruption(e.what())) ensure_open();
+    } else {
+      fail("cannot check", e);
+    }
+  }
 }
 
 bool Store::recover_from_corruption(std::string_view what) {
@@ -307,74 +421,14 @@ bool Store::recover_from_corruption(std::string_view what) {
 
 bool Store::write_batch(const std::vector<Change>& batch, bool retry_on_fresh) {
   try {
-    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement put(*db_,
-                          "INSERT OR REPLACE INTO affinity "
-                          "(cluster, client, node, first_seen, last_seen, connections) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-    SQLite::Statement erase(*db_, "DELETE FROM affinity WHERE cluster = ?1 AND client = ?2");
-    SQLite::Statement admin(*db_,
-                            "INSERT INTO node_state (cluster, node, admin_state) "
-                            "VALUES (?1, ?2, ?3) ON CONFLICT (cluster, node) "
-                            "DO UPDATE SET admin_state = excluded.admin_state");
-    SQLite::Statement avail(*db_,
-                            "INSERT INTO node_state (cluster, node, unavailable_since, failures) "
-                            "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (cluster, node) DO UPDATE SET "
-                            "unavailable_since = excluded.unavailable_since, "
-                            "failures = excluded.failures");
-    SQLite::Statement route(*db_,
-                            "INSERT OR REPLACE INTO listener_route (listener, cluster, set_at) "
-                            "VALUES (?1, ?2, ?3)");
-    SQLite::Statement unroute(*db_, "DELETE FROM listener_route WHERE listener = ?1");
-    for (const Change& change : batch) {
-      std::visit(
-          [&](const auto& c) {
-            using T = std::decay_t<decltype(c)>;
-            if constexpr (std::is_same_v<T, PutAffinity>) {
-              put.bind(1, c.row.cluster);
-              put.bind(2, c.row.client);
-              put.bind(3, c.row.node);
-              put.bind(4, c.row.first_seen);
-              put.bind(5, c.row.last_seen);
-              put.bind(6, c.row.connections);
-              put.exec();
-              put.reset();
-            } else if constexpr (std::is_same_v<T, EraseAffinity>) {
-              erase.bind(1, c.cluster);
-              erase.bind(2, c.client);
-              erase.exec();
-              erase.reset();
-            } else if constexpr (std::is_same_v<T, PutAdminState>) {
-              admin.bind(1, c.cluster);
-              admin.bind(2, c.node);
-              bind_text_or_null(admin, 3, c.admin_state);
-              admin.exec();
-              admin.reset();
-            } else if constexpr (std::is_same_v<T, PutRoute>) {
-              if (c.cluster.empty()) {
-                unroute.bind(1, c.listener);
-                unroute.exec();
-                unroute.reset();
-              } else {
-                route.bind(1, c.listener);
-                route.bind(2, c.cluster);
-                route.bind(3, c.set_at);
-                route.exec();
-                route.reset();
-              }
-            } else {
-              static_assert(std::is_same_v<T, PutAvailability>);
-              avail.bind(1, c.cluster);
-              avail.bind(2, c.node);
-              avail.bind(3, c.unavailable_since_ms);
-              avail.bind(4, c.failures);
-              avail.exec();
-              avail.reset();
-            }
-          },
-          change);
+    // Split into transactions of at most max_transaction changes: each holds the write lock
+    // only briefly. A failure puts the whole batch back; replaying its committed part is
+    // harmless (every change is a put or a delete of a whole row).
+    const std::size_t step = std::max<std::size_t>(1, options_.max_transaction);
+    for (std::size_t begin = 0; begin < batch.size(); begin += step) {
+      const std::size_t end = std::min(batch.size(), begin + step);
+      write_transaction(batch, begin, end);
     }
-    tx.commit();
     succeeded();
     return true;
   } catch (const std::exception& e) {
@@ -388,32 +442,89 @@ bool Store::write_batch(const std::vector<Change>& batch, bool retry_on_fresh) {
   }
 }
 
-void Store::delete_expired(const TtlTable& ttls) {
+void Store::write_transaction(const std::vector<Change>& batch, std::size_t begin,
+                              std::size_t end) {
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement put(*db_,
+                        "INSERT OR REPLACE INTO affinity "
+                        "(cluster, client, node, first_seen, last_seen, connections) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  SQLite::Statement erase(*db_, "DELETE FROM affinity WHERE cluster = ?1 AND client = ?2");
+  SQLite::Statement admin(*db_,
+                          "INSERT INTO node_state (cluster, node, admin_state) "
+                          "VALUES (?1, ?2, ?3) ON CONFLICT (cluster, node) "
+                          "DO UPDATE SET admin_state = excluded.admin_state");
+  SQLite::Statement avail(*db_,
+                          "INSERT INTO node_state (cluster, node, unavailable_since, failures) "
+                          "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (cluster, node) DO UPDATE SET "
+                          "unavailable_since = excluded.unavailable_since, "
+                          "failures = excluded.failures");
+  SQLite::Statement route(*db_,
+                          "INSERT OR REPLACE INTO listener_route (listener, cluster, set_at) "
+                          "VALUES (?1, ?2, ?3)");
+  SQLite::Statement unroute(*db_, "DELETE FROM listener_route WHERE listener = ?1");
+  for (std::size_t i = begin; i < end; ++i) {
+    std::visit(
+        [&](const auto& c) {
+          using T = std::decay_t<decltype(c)>;
+          if constexpr (std::is_same_v<T, PutAffinity>) {
+            const auto key = parse_client(c.row.client);
+            if (!key) return;  // not an address: nothing the map could ever look up
+            put.bind(1, c.row.cluster);
+            bind_key(put, 2, *key);
+            put.bind(3, c.row.node);
+            put.bind(4, c.row.first_seen);
+            put.bind(5, c.row.last_seen);
+            put.bind(6, c.row.connections);
+            put.exec();
+            put.reset();
+          } else if constexpr (std::is_same_v<T, EraseAffinity>) {
+            const auto key = parse_client(c.client);
+            if (!key) return;
+            erase.bind(1, c.cluster);
+            bind_key(erase, 2, *key);
+            erase.exec();
+            erase.reset();
+          } else if constexpr (std::is_same_v<T, PutAdminState>) {
+            admin.bind(1, c.cluster);
+            admin.bind(2, c.node);
+            bind_text_or_null(admin, 3, c.admin_state);
+            admin.exec();
+            admin.reset();
+          } else if constexpr (std::is_same_v<T, PutRoute>) {
+            if (c.cluster.empty()) {
+              unroute.bind(1, c.listener);
+              unroute.exec();
+              unroute.reset();
+            } else {
+              route.bind(1, c.listener);
+              route.bind(2, c.cluster);
+              route.bind(3, c.set_at);
+              route.exec();
+              route.reset();
+            }
+          } else {
+            static_assert(std::is_same_v<T, PutAvailability>);
+            avail.bind(1, c.cluster);
+            avail.bind(2, c.node);
+            avail.bind(3, c.unavailable_since_ms);
+            avail.bind(4, c.failures);
+            avail.exec();
+            avail.reset();
+          }
+        },
+        batch[i]);
+  }
+  tx.commit();
+}
+
+void Store::delete_expired(const TtlTable& ttls, bool all) {
   const auto now = Clock::now();
   try {
-    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    // Walk the distinct clusters through the (cluster, last_seen) index, one seek each, and
-    // delete each cluster's expired rows as an index range.
-    SQLite::Statement first(*db_, "SELECT cluster FROM affinity ORDER BY cluster LIMIT 1");
-    SQLite::Statement next(*db_,
-                           "SELECT cluster FROM affinity WHERE cluster > ?1 "
-                           "ORDER BY cluster LIMIT 1");
-    SQLite::Statement erase(*db_, "DELETE FROM affinity WHERE cluster = ?1 AND last_seen < ?2");
-    int deleted = 0;
-    std::optional<std::string> cluster;
-    if (first.executeStep()) cluster = first.getColumn(0).getString();
-    while (cluster) {
-      erase.bind(1, *cluster);
-      erase.bind(2, expiry_cutoff(now, ttls.ttl_for(*cluster)));
-      deleted += erase.exec();
-      erase.reset();
-      next.bind(1, *cluster);
-      cluster.reset();
-      if (next.executeStep()) cluster = next.getColumn(0).getString();
-      next.reset();
+    // A step that reaches the end of the table ends the pass: the next interval starts over.
+    const std::size_t steps = std::max<std::size_t>(1, options_.expiry_steps);
+    for (std::size_t n = 1; delete_expired_step(ttls, now) && (all || n < steps); ++n) {
     }
-    tx.commit();
-    if (deleted > 0) spdlog::debug("affinity store: deleted {} expired entries", deleted);
   } catch (const std::exception& e) {
     if (is_corruption(e)) {
       recover_from_corruption(e.what());
@@ -421,6 +532,65 @@ void Store::delete_expired(const TtlTable& ttls) {
       fail("cannot delete expired entries in", e);
     }
   }
+}
+
+bool Store::delete_expired_step(const TtlTable& ttls, Clock::time_point now) {
+  // The step covers the next expiry_chunk rows after the cursor within one cluster, found
+  // through the primary key (no index on last_seen: it would cost as much disk as the table),
+  // and deletes the expired ones among them in one short transaction.
+  std::optional<std::string> cluster;
+  if (expiry_cluster_.empty()) {
+    SQLite::Statement first(*db_, "SELECT cluster FROM affinity ORDER BY cluster LIMIT 1");
+    if (first.executeStep()) cluster = first.getColumn(0).getString();
+    expiry_client_.clear();
+  } else {
+    cluster = expiry_cluster_;
+  }
+  if (!cluster) return false;  // empty table
+
+  SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+  SQLite::Statement bound(*db_,
+                          "SELECT client FROM affinity WHERE cluster = ?1 AND client > ?2 "
+                          "ORDER BY client LIMIT 1 OFFSET ?3");
+  bound.bind(1, *cluster);
+  bind_bytes(bound, 2, expiry_client_);
+  bound.bind(3, static_cast<std::int64_t>(std::max<std::size_t>(1, options_.expiry_chunk) - 1));
+  std::optional<std::vector<std::uint8_t>> last;
+  if (bound.executeStep()) {
+    const auto column = bound.getColumn(0);
+    const auto* p = static_cast<const std::uint8_t*>(column.getBlob());
+    last.emplace(p, p + column.getBytes());
+  }
+  SQLite::Statement erase(*db_,
+                          last ? "DELETE FROM affinity WHERE cluster = ?1 AND client > ?2 "
+                                 "AND client <= ?4 AND last_seen < ?3"
+                               : "DELETE FROM affinity WHERE cluster = ?1 AND client > ?2 "
+                                 "AND last_seen < ?3");
+  erase.bind(1, *cluster);
+  bind_bytes(erase, 2, expiry_client_);
+  erase.bind(3, expiry_cutoff(now, ttls.ttl_for(*cluster)));
+  if (last) bind_bytes(erase, 4, *last);
+  const int deleted = erase.exec();
+  tx.commit();
+  if (deleted > 0) {
+    spdlog::debug("affinity store: deleted {} expired entries of cluster {}", deleted, *cluster);
+  }
+  if (last) {
+    expiry_cluster_ = *cluster;
+    expiry_client_ = std::move(*last);
+    return true;
+  }
+  // This cluster is done: the next one, or the end of the table.
+  SQLite::Statement next(*db_,
+                         "SELECT cluster FROM affinity WHERE cluster > ?1 ORDER BY cluster LIMIT 1");
+  next.bind(1, *cluster);
+  expiry_client_.clear();
+  if (next.executeStep()) {
+    expiry_cluster_ = next.getColumn(0).getString();
+    return true;
+  }
+  expiry_cluster_.clear();
+  return false;
 }
 
 void Store::fail(std::string_view what, const std::exception& e) {
@@ -447,22 +617,63 @@ void Store::succeeded() {
 }
 
 std::vector<AffinityRow> Store::load_affinity() {
-  std::lock_guard db_lock(db_mutex_);
-  if (!ensure_open()) return {};
-  if (auto table = ttls()) delete_expired(*table);
-  if (!ensure_open()) return {};  // delete_expired() may have found the file corrupt
+  {
+    // All at once here (tests, tools): the background load only skips expired rows.
+    std::lock_guard db_lock(db_mutex_);
+    if (ensure_open()) {
+      if (auto table = ttls()) delete_expired(*table, /*all=*/true);
+    }
+  }
   std::vector<AffinityRow> rows;
+  for_each_affinity([&](const AffinityRowView& r) {
+    rows.push_back(AffinityRow{std::string(r.cluster), r.key.to_string(), std::string(r.node),
+                               r.first_seen, r.last_seen, r.connections});
+    return true;
+  });
+  return rows;
+}
+
+std::size_t Store::for_each_affinity(const std::function<bool(const AffinityRowView&)>& fn,
+                                     std::size_t* skipped) {
+  {
+    // Opens (and migrates) the file if the constructor could not.
+    std::lock_guard db_lock(db_mutex_);
+    if (!ensure_open()) return 0;
+  }
+  const auto table = ttls();
+  const auto now = Clock::now();
+  std::size_t passed = 0;
+  std::size_t bad = 0;
   try {
-    SQLite::Statement select(*db_,
+    SQLite::Database db(path_.string(), SQLite::OPEN_READONLY,
+                        static_cast<int>(options_.busy_timeout.count()));
+    SQLite::Statement select(db,
                              "SELECT cluster, client, node, first_seen, last_seen, connections "
                              "FROM affinity");
+    std::string cluster;
+    std::int64_t cutoff = std::numeric_limits<std::int64_t>::min();
     while (select.executeStep()) {
-      rows.push_back(AffinityRow{select.getColumn(0).getString(), select.getColumn(1).getString(),
-                                 select.getColumn(2).getString(), select.getColumn(3).getInt64(),
-                                 select.getColumn(4).getInt64(), select.getColumn(5).getInt64()});
+      const std::string_view c = column_text(select.getColumn(0));
+      if (c != cluster) {
+        cluster = c;
+        if (table) cutoff = expiry_cutoff(now, table->ttl_for(cluster));
+      }
+      const std::int64_t last_seen = select.getColumn(4).getInt64();
+      if (last_seen < cutoff) continue;
+      const auto key = column_key(select.getColumn(1));
+      if (!key) {
+        ++bad;
+        continue;
+      }
+      ++passed;
+      if (!fn(AffinityRowView{cluster, *key, column_text(select.getColumn(2)),
+                              select.getColumn(3).getInt64(), last_seen,
+                              select.getColumn(5).getInt64()})) {
+        break;
+      }
     }
   } catch (const std::exception& e) {
-    rows.clear();
+    std::lock_guard db_lock(db_mutex_);
     if (is_corruption(e)) {
       recover_from_corruption(e.what());
       ensure_open();
@@ -470,7 +681,67 @@ std::vector<AffinityRow> Store::load_affinity() {
       fail("cannot read", e);
     }
   }
-  return rows;
+  if (skipped != nullptr) *skipped = bad;
+  return passed;
+}
+
+std::map<std::string, std::size_t, std::less<>> Store::count_affinity() {
+  std::map<std::string, std::size_t, std::less<>> counts;
+  try {
+    SQLite::Database db(path_.string(), SQLite::OPEN_READONLY,
+                        static_cast<int>(options_.busy_timeout.count()));
+    SQLite::Statement select(db, "SELECT cluster, count(*) FROM affinity GROUP BY cluster");
+    while (select.executeStep()) {
+      counts[select.getColumn(0).getString()] =
+          static_cast<std::size_t>(select.getColumn(1).getInt64());
+    }
+  } catch (const std::exception&) {
+    counts.clear();  // only a hint for sizing: for_each_affinity() reports read failures
+  }
+  return counts;
+}
+
+std::optional<StoredEntry> Store::find_affinity(std::string_view cluster, const ClientKey& key,
+                                                std::chrono::microseconds budget) {
+  std::unique_ptr<Reader> reader;
+  {
+    std::lock_guard lock(readers_mutex_);
+    if (!readers_.empty()) {
+      reader = std::move(readers_.back());
+      readers_.pop_back();
+    }
+  }
+  std::optional<StoredEntry> found;
+  try {
+    if (!reader) {
+      reader = std::make_unique<Reader>();
+      // No busy wait: in WAL mode a reader is not blocked by the writer.
+      reader->db = std::make_unique<SQLite::Database>(path_.string(), SQLite::OPEN_READONLY, 0);
+      reader->find = std::make_unique<SQLite::Statement>(
+          *reader->db,
+          "SELECT node, first_seen, last_seen, connections FROM affinity "
+          "WHERE cluster = ?1 AND client = ?2");
+      sqlite3_progress_handler(reader->db->getHandle(), 200, past_deadline, &reader->deadline);
+    }
+    reader->deadline = SteadyClock::now() + budget;
+    SQLite::Statement& find = *reader->find;
+    find.bind(1, std::string(cluster));
+    bind_key(find, 2, key);
+    if (find.executeStep()) {
+      found = StoredEntry{find.getColumn(0).getString(), find.getColumn(1).getInt64(),
+                          find.getColumn(2).getInt64(), find.getColumn(3).getInt64()};
+    }
+    find.reset();
+    find.clearBindings();
+  } catch (const std::exception& e) {
+    spdlog::debug("affinity store: look-up of {} in {} failed: {}", key.to_string(), cluster,
+                  e.what());
+    reader.reset();  // a fresh connection next time
+    return std::nullopt;
+  }
+  std::lock_guard lock(readers_mutex_);
+  readers_.push_back(std::move(reader));
+  return found;
 }
 
 std::vector<NodeStateRow> Store::load_node_states() {
@@ -514,30 +785,139 @@ std::map<std::string, std::string> Store::load_routes() {
   return routes;
 }
 
-std::optional<std::vector<AffinityRow>> read_affinity_file(const std::filesystem::path& db_file,
-                                                           std::string_view cluster,
-                                                           std::string_view node) {
+namespace {
+
+// Streams the rows of a database still in the text format of schema versions 1 and 2 (the
+// balancer converts it when it next opens it): a scan, sorted in memory.
+void stream_text_rows(SQLite::Database& db, std::string_view cluster, std::string_view node,
+                      const std::optional<ClientKey>& client,
+                      const std::function<void(const AffinityRowView&)>& fn) {
+  struct Row {
+    std::string cluster;
+    ClientKey key;
+    std::string node;
+    std::int64_t first_seen, last_seen, connections;
+  };
+  std::vector<Row> rows;
+  SQLite::Statement select(db,
+                           "SELECT cluster, client, node, first_seen, last_seen, connections "
+                           "FROM affinity WHERE (?1 = '' OR cluster = ?1) "
+                           "AND (?2 = '' OR node = ?2)");
+  select.bind(1, std::string(cluster));
+  select.bind(2, std::string(node));
+  while (select.executeStep()) {
+    const auto key = parse_client(column_text(select.getColumn(1)));
+    if (!key || (client && !key->overlaps(*client))) continue;
+    rows.push_back(Row{select.getColumn(0).getString(), *key, select.getColumn(2).getString(),
+                       select.getColumn(3).getInt64(), select.getColumn(4).getInt64(),
+                       select.getColumn(5).getInt64()});
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    return std::tie(a.cluster, a.key) < std::tie(b.cluster, b.key);
+  });
+  for (const Row& r : rows) {
+    fn(AffinityRowView{r.cluster, r.key, r.node, r.first_seen, r.last_seen, r.connections});
+  }
+}
+
+// Streams the rows of one cluster in key order: every entry when `client` is nullopt, else the
+// entries that contain it (one point query per shorter prefix) and then the entries inside it
+// (one index range).
+void stream_cluster(SQLite::Database& db, const std::string& cluster, std::string_view node,
+                    const std::optional<ClientKey>& client,
+                    const std::function<void(const AffinityRowView&)>& fn) {
+  const auto emit = [&](SQLite::Statement& stmt) {
+    while (stmt.executeStep()) {
+      const auto key = column_key(stmt.getColumn(0));
+      if (!key) continue;
+      const std::string_view n = column_text(stmt.getColumn(1));
+      if (!node.empty() && n != node) continue;
+      fn(AffinityRowView{cluster, *key, n, stmt.getColumn(2).getInt64(),
+                         stmt.getColumn(3).getInt64(), stmt.getColumn(4).getInt64()});
+    }
+    stmt.reset();
+  };
+  constexpr const char* kColumns = "SELECT client, node, first_seen, last_seen, connections ";
+  if (!client) {
+    SQLite::Statement all(db, std::string(kColumns) +
+                                  "FROM affinity WHERE cluster = ?1 ORDER BY client");
+    all.bind(1, cluster);
+    emit(all);
+    return;
+  }
+  SQLite::Statement point(db, std::string(kColumns) +
+                                  "FROM affinity WHERE cluster = ?1 AND client = ?2");
+  point.bind(1, cluster);
+  for (int p = 0; p < client->prefix; ++p) {
+    bind_key(point, 2, client->widened(static_cast<std::uint8_t>(p)));
+    emit(point);
+  }
+  SQLite::Statement range(db, std::string(kColumns) +
+                                  "FROM affinity WHERE cluster = ?1 AND client >= ?2 "
+                                  "AND client <= ?3 ORDER BY client");
+  range.bind(1, cluster);
+  bind_key(range, 2, *client);
+  std::array<std::uint8_t, ClientKey::kBlobSize> upper{};
+  const auto last = client->last_address();
+  std::copy(last.begin(), last.end(), upper.begin());
+  upper[16] = 0xFF;
+  range.bind(3, upper.data(), static_cast<int>(upper.size()));
+  emit(range);
+}
+
+}  // namespace
+
+bool stream_affinity_file(const std::filesystem::path& db_file, std::string_view cluster,
+                          std::string_view node, const std::optional<ClientKey>& client,
+                          const std::function<void(const AffinityRowView&)>& fn) {
   std::error_code ec;
-  if (!std::filesystem::exists(db_file, ec)) return std::nullopt;
+  if (!std::filesystem::exists(db_file, ec)) return false;
   try {
     SQLite::Database db(db_file.string(), SQLite::OPEN_READONLY, 2000);
-    if (!db.tableExists("affinity")) return std::nullopt;
-    SQLite::Statement select(db,
-                             "SELECT cluster, client, node, first_seen, last_seen, connections "
-                             "FROM affinity WHERE (?1 = '' OR cluster = ?1) "
-                             "AND (?2 = '' OR node = ?2)");
-    select.bind(1, std::string(cluster));
-    select.bind(2, std::string(node));
-    std::vector<AffinityRow> rows;
-    while (select.executeStep()) {
-      rows.push_back(AffinityRow{select.getColumn(0).getString(), select.getColumn(1).getString(),
-                                 select.getColumn(2).getString(), select.getColumn(3).getInt64(),
-                                 select.getColumn(4).getInt64(), select.getColumn(5).getInt64()});
+    const int version = db.execAndGet("PRAGMA user_version").getInt();
+    if (version > static_cast<int>(migrations().size())) {
+      throw SchemaTooNew(too_new_message(db_file, version, migrations().size(), "pbadmin"));
     }
-    return rows;
+    if (!db.tableExists("affinity")) return false;
+    if (version < kBinaryKeyVersion) {
+      stream_text_rows(db, cluster, node, client, fn);
+      return true;
+    }
+    if (!cluster.empty()) {
+      stream_cluster(db, std::string(cluster), node, client, fn);
+      return true;
+    }
+    // Each cluster in turn, found by one seek each.
+    SQLite::Statement next(db,
+                           "SELECT cluster FROM affinity WHERE cluster > ?1 "
+                           "ORDER BY cluster LIMIT 1");
+    std::string current;
+    for (;;) {
+      next.bind(1, current);
+      if (!next.executeStep()) break;
+      current = next.getColumn(0).getString();
+      next.reset();
+      stream_cluster(db, current, node, client, fn);
+    }
+    return true;
+  } catch (const SchemaTooNew&) {
+    throw;
   } catch (const std::exception& e) {
     throw std::runtime_error(db_file.string() + ": " + e.what());
   }
+}
+
+std::optional<std::vector<AffinityRow>> read_affinity_file(const std::filesystem::path& db_file,
+                                                           std::string_view cluster,
+                                                           std::string_view node) {
+  std::vector<AffinityRow> rows;
+  const bool found =
+      stream_affinity_file(db_file, cluster, node, std::nullopt, [&](const AffinityRowView& r) {
+        rows.push_back(AffinityRow{std::string(r.cluster), r.key.to_string(), std::string(r.node),
+                                   r.first_seen, r.last_seen, r.connections});
+      });
+  if (!found) return std::nullopt;
+  return rows;
 }
 
 }  // namespace pb::affinity

@@ -79,6 +79,93 @@ struct AffinityListArgs {
   std::string client;
 };
 
+// Prints affinity rows as they arrive, in the format of format_affinity_table/_json. The table's
+// columns are as wide as the widest cell of the first kAlignRows rows: a list that fits is
+// exactly format_affinity_table()'s; a longer one streams the rest with those widths (a wider
+// cell further down shifts its own line only), so memory stays flat and the first row comes at
+// once.
+class AffinityPrinter {
+ public:
+  static constexpr std::size_t kAlignRows = 1000;
+
+  AffinityPrinter(std::ostream& out, bool json) : out_(out), json_(json) {}
+
+  void add(affinity::AffinityRow row) {
+    if (json_) {
+      // One object: format_affinity_json's "[{...}]\n" without the brackets and the newline.
+      const std::string one = format_affinity_json({row});
+      out_ << (any_ ? "," : "[") << one.substr(1, one.size() - 3);
+      any_ = true;
+      return;
+    }
+    if (!streaming_) {
+      buffered_.push_back(std::move(row));
+      if (buffered_.size() >= kAlignRows) start_streaming();
+      return;
+    }
+    out_ << table_line(row);
+  }
+
+  // After a read error: closes what was already printed (a JSON array), prints nothing else.
+  void abandon() {
+    if (json_ && any_) out_ << "]\n";
+    finished_ = true;
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    if (json_) {
+      out_ << (any_ ? "]\n" : "[]\n");
+      return;
+    }
+    if (!streaming_) {
+      out_ << format_affinity_table(buffered_);
+      return;
+    }
+    out_.flush();
+  }
+
+ private:
+  void start_streaming() {
+    streaming_ = true;
+    const std::string table = format_affinity_table(buffered_);
+    // Column widths from the header line: where each next header starts.
+    const std::string header = table.substr(0, table.find('\n'));
+    for (const char* name : {"CLUSTER", "NODE", "FIRST_SEEN", "LAST_SEEN", "CONNECTIONS"}) {
+      starts_.push_back(header.find(name));
+    }
+    starts_.push_back(header.size());
+    out_ << table;
+    out_.flush();
+    buffered_.clear();
+    buffered_.shrink_to_fit();
+  }
+
+  std::string table_line(const affinity::AffinityRow& r) const {
+    const std::string cells[] = {r.client, r.cluster, r.node, format_utc(r.first_seen),
+                                 format_utc(r.last_seen)};
+    std::string line;
+    for (std::size_t c = 0; c < 5; ++c) {
+      line += cells[c];
+      const std::size_t want = starts_[c];
+      line += std::string(want > line.size() ? want - line.size() : 2, ' ');
+    }
+    const std::string count = std::to_string(r.connections);
+    const std::size_t want = starts_[5];
+    if (want > line.size() + count.size()) line += std::string(want - line.size() - count.size(), ' ');
+    return line + count + '\n';
+  }
+
+  std::ostream& out_;
+  bool json_;
+  bool any_ = false;
+  bool streaming_ = false;
+  bool finished_ = false;
+  std::vector<affinity::AffinityRow> buffered_;
+  std::vector<std::size_t> starts_;  // column start offsets, then the line's width
+};
+
 int affinity_list(const Context& ctx, const AffinityListArgs& args) {
   AffinityFilter filter{args.cluster, args.node, std::nullopt};
   if (!args.client.empty()) {
@@ -94,23 +181,34 @@ int affinity_list(const Context& ctx, const AffinityListArgs& args) {
   if (!cfg) return kExitUsage;
 
   const std::filesystem::path db_file = cfg->service.state_dir / affinity::Store::kFileName;
-  std::vector<affinity::AffinityRow> rows;
+  AffinityPrinter printer(ctx.out, ctx.json);
+  const auto ttls = affinity::make_ttl_table(*cfg);
+  const auto now = affinity::Clock::now();
   try {
-    auto stored = affinity::read_affinity_file(db_file, args.cluster, args.node);
-    if (stored) {
-      rows = std::move(*stored);
-    } else {
+    // Streams: rows come in (cluster, client) order from the index, and are printed as they
+    // come; a --client filter is a point query per shorter prefix plus one range.
+    const bool found = affinity::stream_affinity_file(
+        db_file, args.cluster, args.node, filter.client, [&](const affinity::AffinityRowView& r) {
+          if (r.last_seen < affinity::expiry_cutoff(now, ttls.ttl_for(r.cluster))) return;
+          printer.add(affinity::AffinityRow{std::string(r.cluster), r.key.to_string(),
+                                            std::string(r.node), r.first_seen, r.last_seen,
+                                            r.connections});
+        });
+    if (!found) {
       // Not an error: the balancer has not recorded anything yet (or never ran with this
       // state_dir). The empty list still goes to stdout, so scripts need no special case.
       ctx.err << "pbadmin: no affinity database at " << db_file.string() << '\n';
     }
+  } catch (const affinity::SchemaTooNew& e) {
+    printer.abandon();
+    ctx.err << "pbadmin: " << e.what() << '\n';
+    return kExitFailed;
   } catch (const std::exception& e) {
+    printer.abandon();
     ctx.err << "pbadmin: cannot read the affinity database " << e.what() << '\n';
     return kExitFailed;
   }
-  rows = select_affinity(std::move(rows), filter, affinity::make_ttl_table(*cfg),
-                         affinity::Clock::now());
-  ctx.out << (ctx.json ? format_affinity_json(rows) : format_affinity_table(rows));
+  printer.finish();
   return kExitOk;
 }
 

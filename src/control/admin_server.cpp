@@ -429,13 +429,11 @@ AdminResponse delete_affinity(Runtime& runtime, const Target& target) {
   }
   // Every entry the named client or network overlaps: "192.0.2.7" forgets the /24 entry that
   // holds it in a cluster keyed by /24, "192.0.2.0/24" forgets each /32 entry in it.
-  const auto rows = runtime.affinity().snapshot();
   json::array forgotten;
   for (const config::ClusterConfig* cfg : clusters) {
     const affinity::ClientKey key = key_in_cluster(*given, cfg->affinity);
     bool any = false;
-    for (const auto& row : rows) {
-      if (row.cluster != cfg->name) continue;
+    for (const auto& row : runtime.affinity().overlapping(cfg->name, key)) {
       const auto entry = affinity::parse_client(row.client);
       if (!entry || !entry->overlaps(key)) continue;
       if (runtime.affinity().forget(cfg->name, *entry)) {

@@ -118,12 +118,9 @@ void Runtime::open_store() {
                    listener, cluster);
       route_overrides_[listener] = cluster;
     }
-    const auto started = std::chrono::steady_clock::now();
-    const std::size_t loaded = affinity_->load(store_->load_affinity());
-    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - started);
-    spdlog::info("affinity: {} entr{} loaded from {} in {} ms", loaded, loaded == 1 ? "y" : "ies",
-                 store_->path().string(), took.count());
+    // In the background: the listeners open at once; until the map is loaded, a lookup that
+    // misses it asks the database (see AffinityMap). Logs the count and time when done.
+    affinity_->load_in_background(affinity::load_hold_from_environment());
   }
 }
 

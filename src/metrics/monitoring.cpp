@@ -44,6 +44,7 @@ ExtraSources runtime_sources(control::Runtime& runtime, const AccessLog* access_
   };
   if (auto* store = runtime.store()) {
     extra.store_write_errors = [store] { return store->write_errors(); };
+    extra.store_queue_depth = [store] { return std::uint64_t{store->queued()}; };
   }
   if (access_log != nullptr) extra.access_log = [access_log] { return access_log->counts(); };
   return extra;

@@ -259,6 +259,14 @@ void collect_extra(const ExtraSources& extra, std::vector<MetricFamily>& out) {
     add_counter(f, {}, as_double(extra.store_write_errors()));
     out.push_back(std::move(f));
   }
+  if (extra.store_queue_depth) {
+    MetricFamily f = family("affinity_store_queue_depth",
+                            "Affinity changes waiting for the store's writer (bounded; beyond "
+                            "the bound the oldest are dropped).",
+                            MetricType::Gauge);
+    add_gauge(f, {}, as_double(extra.store_queue_depth()));
+    out.push_back(std::move(f));
+  }
   if (extra.access_log) {
     const AccessLogCounts counts = extra.access_log();
     MetricFamily f = family("access_log_records_total",

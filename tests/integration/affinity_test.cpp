@@ -2,11 +2,15 @@
 // real clients from distinct loopback addresses, and pbadmin reading the database.
 #include <signal.h>
 
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <stdlib.h>
+
 #include <functional>
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include "protobalance/affinity/client_key.hpp"
 #include "support/backend.hpp"
 #include "support/client.hpp"
 #include "support/process.hpp"
@@ -117,6 +121,81 @@ void check_survives_restart(int stop_signal) {
   for (int i = 8; i >= 0; --i) {
     EXPECT_EQ(served(again.address("l"), source(i)), first[source(i)]) << source(i);
   }
+}
+
+TEST(Affinity, ReturningClientsServedByTheirNodeWhileTheMapIsStillLoading) {
+  // Verifies that after a restart with a large database (100,000 more entries), clients that
+  // connect while the map is still loading -- held by the test hook until they have been served,
+  // so this is not a race -- are each served by their remembered node (the database answers
+  // for the map), and that the load then completes with every entry.
+  AffinityFixture f;
+  f.write();
+  std::map<std::string, std::string> first;
+  {
+    Balancer balancer({"--config", f.file.string()});
+    for (int i = 0; i < 6; ++i) first[source(i)] = served(balancer.address("l"), source(i));
+    balancer.process().signal(SIGTERM);
+    ASSERT_TRUE(balancer.process().wait_exit(in(10s)).has_value());
+  }
+  constexpr int kExtra = 100'000;
+  {
+    SQLite::Database db((f.dir.path() / "state" / "protobalance.db").string(),
+                        SQLite::OPEN_READWRITE);
+    SQLite::Transaction tx(db);
+    SQLite::Statement put(db, "INSERT INTO affinity VALUES ('web', ?1, 'c', 1, ?2, 1)");
+    const auto now = std::chrono::floor<std::chrono::seconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    for (int i = 0; i < kExtra; ++i) {
+      const auto key = affinity::parse_client("10." + std::to_string(i >> 16) + "." +
+                                              std::to_string((i >> 8) & 255) + "." +
+                                              std::to_string(i & 255));
+      const auto blob = key->to_blob();
+      put.bind(1, blob.data(), static_cast<int>(blob.size()));
+      put.bind(2, static_cast<std::int64_t>(now.count()));
+      put.exec();
+      put.reset();
+    }
+    tx.commit();
+  }
+  const std::filesystem::path hold = f.dir.write("hold", "");
+  ::setenv("PB_TEST_AFFINITY_LOAD_HOLD", hold.c_str(), 1);
+  Balancer again({"--config", f.file.string()});
+  ::unsetenv("PB_TEST_AFFINITY_LOAD_HOLD");
+  ASSERT_TRUE(again.process().wait_for(std::regex("loading held"), in(5s)))
+      << again.process().output();
+  for (int i = 5; i >= 0; --i) {
+    EXPECT_EQ(served(again.address("l"), source(i)), first[source(i)]) << source(i);
+  }
+  // Still loading: every client above was answered by the database.
+  EXPECT_EQ(again.process().output().find("entries loaded"), std::string::npos)
+      << again.process().output();
+  std::filesystem::remove(hold);
+  EXPECT_TRUE(again.process().wait_for(
+      std::regex("affinity: " + std::to_string(kExtra + 6) + " entries loaded"), in(30s)))
+      << again.process().output();
+}
+
+TEST(Affinity, DaemonRefusesADatabaseOfANewerRelease) {
+  // Verifies that the balancer does not start on a database whose schema version is newer than
+  // it knows: it exits with an error naming the file and the version, and leaves the file alone.
+  AffinityFixture f;
+  f.write();
+  std::filesystem::create_directories(f.dir.path() / "state");
+  const auto db_file = f.dir.path() / "state" / "protobalance.db";
+  {
+    SQLite::Database db(db_file.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("CREATE TABLE affinity (future BLOB)");
+    db.exec("PRAGMA user_version = 99");
+  }
+  Process daemon({binary("protobalance"), "--config", f.file.string()});
+  const auto code = daemon.wait_exit(in(10s));
+  ASSERT_TRUE(code.has_value()) << daemon.output();
+  EXPECT_NE(*code, 0);
+  EXPECT_NE(daemon.output().find("schema version 99 is newer"), std::string::npos)
+      << daemon.output();
+  EXPECT_EQ(daemon.output().find("serving with"), std::string::npos) << daemon.output();
+  SQLite::Database db(db_file.string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(), 99);
 }
 
 TEST(Affinity, SurvivesACleanRestart) {

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include "protobalance/affinity/store.hpp"
 #include "protobalance/control/admin_cli.hpp"
 
@@ -284,6 +286,28 @@ TEST_F(PbadminAffinity, MissingDatabaseIsAnEmptyList) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(lines(r.out).size(), 1u) << r.out;  // the header
   EXPECT_FALSE(std::filesystem::exists(state_dir() / "protobalance.db"));
+}
+
+TEST_F(PbadminAffinity, NewerSchemaRefusedWithExit1) {
+  // Verifies that a database written by a newer release (schema version beyond this binary's)
+  // is refused: exit 1, one line naming the file and saying it is newer, nothing listed.
+  std::filesystem::create_directories(state_dir());
+  {
+    SQLite::Database db((state_dir() / "protobalance.db").string(),
+                        SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("CREATE TABLE affinity (future BLOB)");
+    db.exec("PRAGMA user_version = 99");
+  }
+  for (const bool json : {false, true}) {
+    auto args = with({"affinity", "list"});
+    if (json) args.push_back("--json");
+    const Outcome r = pbadmin(args);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(lines(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("protobalance.db"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("schema version 99 is newer"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "");
+  }
 }
 
 TEST_F(PbadminAffinity, UnreadableDatabaseFailsWithExit1) {

@@ -32,6 +32,19 @@ struct ClientKey {
   // matches the entries "192.0.2.7" and "192.0.2.8".
   bool overlaps(const ClientKey& other) const;
 
+  // The database form: the 16 address bytes then the prefix, 17 bytes. Compared as bytes
+  // (memcmp, as SQLite compares blobs) it orders exactly like operator<=>, so a network is a
+  // contiguous range of an index on it.
+  static constexpr std::size_t kBlobSize = 17;
+  std::array<std::uint8_t, kBlobSize> to_blob() const;
+  // The inverse of to_blob(); nullopt unless `size` is 17 and the key is canonical (prefix
+  // 0..128, no bits beyond it).
+  static std::optional<ClientKey> from_blob(const void* data, std::size_t size);
+  // The highest address of the network: every bit beyond the prefix set.
+  std::array<std::uint8_t, 16> last_address() const;
+  // This key cut to a shorter `new_prefix` (the network that contains it).
+  ClientKey widened(std::uint8_t new_prefix) const;
+
   friend bool operator==(const ClientKey&, const ClientKey&) = default;
   // Orders by address bytes, then prefix: numeric order, unlike the text form ("10.0.0.9" sorts
   // before "10.0.0.10"), and IPv4 keys together.

@@ -12,12 +12,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <variant>
 #include <vector>
 
+#include "protobalance/affinity/client_key.hpp"
 #include "protobalance/config/config.hpp"
 
 namespace SQLite {
@@ -70,6 +72,33 @@ TtlTable make_ttl_table(const config::Config& cfg);
 // rule, so they agree on what is expired.
 std::int64_t expiry_cutoff(Clock::time_point now, config::Duration ttl);
 
+// An affinity entry as the database holds it, found by Store::find_affinity().
+struct StoredEntry {
+  std::string node;
+  std::int64_t first_seen = 0;
+  std::int64_t last_seen = 0;
+  std::int64_t connections = 0;
+};
+
+// One row streamed by Store::for_each_affinity() and read_affinity_file(); the views are valid
+// during the call only.
+struct AffinityRowView {
+  std::string_view cluster;
+  ClientKey key;
+  std::string_view node;
+  std::int64_t first_seen = 0;
+  std::int64_t last_seen = 0;
+  std::int64_t connections = 0;
+};
+
+// Thrown by Store's constructor (and read_affinity_file) when the database was written by a newer
+// release: its schema (PRAGMA user_version) is beyond the migrations this binary knows, so using
+// it could lose or misread data.
+class SchemaTooNew : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // The changes the store writes, in the order they were enqueued.
 struct PutAffinity {
   AffinityRow row;
@@ -107,7 +136,15 @@ struct StoreOptions {
   // After a failure, opening and writing are retried this often.
   std::chrono::milliseconds retry_interval{5000};
   // Changes kept while the database cannot be written; beyond, the oldest are dropped.
-  std::size_t max_queue = 1'000'000;
+  std::size_t max_queue = 262'144;
+  // One write transaction holds at most this many changes (a batch is split), and one expiry
+  // step scans at most expiry_chunk rows, so neither holds the database for more than a few
+  // tens of milliseconds even at ten million entries.
+  std::size_t max_transaction = 4096;
+  std::size_t expiry_chunk = 20'000;
+  // Expiry steps per expiry_interval: a large table is swept over several intervals (a cursor
+  // remembers where the last step stopped), keeping the writer's background cost bounded.
+  std::size_t expiry_steps = 8;
   // How long one statement waits for a lock held by another connection.
   std::chrono::milliseconds busy_timeout{5000};
 };
@@ -130,6 +167,8 @@ struct StoreOptions {
 class Store {
  public:
   static constexpr std::string_view kFileName = "protobalance.db";
+  // Files up to this size are checked (quick_check) when opened; larger ones after the start.
+  static constexpr std::uintmax_t kQuickCheckAtOpenBytes = 32 * 1024 * 1024;
 
   // Creates state_dir if needed and opens the database. Never throws for database problems:
   // the store then starts without persistence and retries in the background.
@@ -141,9 +180,22 @@ class Store {
 
   const std::filesystem::path& path() const { return path_; }
 
-  // Affinity rows at start-up, after deleting the expired ones. Call set_ttls() first: without
-  // TTLs nothing is deleted. Empty when the database cannot be read.
+  // Affinity rows at start-up, without the expired ones (under set_ttls(); without TTLs every
+  // row). Empty when the database cannot be read.
   std::vector<AffinityRow> load_affinity();
+  // Streams the unexpired affinity rows, in (cluster, client) order, through a read-only
+  // connection of its own: the writer keeps writing meanwhile. `fn` returns false to stop.
+  // Returns the number of rows passed to `fn`; rows whose client is not a valid key are skipped
+  // and counted in `*skipped`.
+  std::size_t for_each_affinity(const std::function<bool(const AffinityRowView&)>& fn,
+                                std::size_t* skipped = nullptr);
+  // Rows per cluster (for sizing the map before loading).
+  std::map<std::string, std::size_t, std::less<>> count_affinity();
+  // The stored entry of one client: an indexed point query on a pooled read-only connection,
+  // abandoned (nullopt) when it takes longer than `budget` or the database cannot be read.
+  // Thread-safe; used while the map is still loading.
+  std::optional<StoredEntry> find_affinity(std::string_view cluster, const ClientKey& key,
+                                           std::chrono::microseconds budget);
   std::vector<NodeStateRow> load_node_states();
   // Route overrides: listener -> cluster.
   std::map<std::string, std::string> load_routes();
@@ -167,15 +219,26 @@ class Store {
   std::size_t queued() const;
 
  private:
+  struct Reader;
   void run();
   // The members below run with db_mutex_ held.
-  bool ensure_open();
+  // `refuse_newer`: a database of a newer schema throws SchemaTooNew (at construction).
+  bool ensure_open(bool refuse_newer = false);
   void open_and_migrate();
   // Closes the connection and renames the file (and its -wal, -shm) aside; false when the
   // rename failed.
   bool recover_from_corruption(std::string_view what);
+  // PRAGMA quick_check: throws (as corruption) when the file is damaged.
+  static void quick_check(SQLite::Database& db);
+  // The check of a file too large to check at open, run once by the writer thread.
+  void deferred_quick_check();
   bool write_batch(const std::vector<Change>& batch, bool retry_on_fresh);
-  void delete_expired(const TtlTable& ttls);
+  // Writes batch[begin, end) in one transaction; throws on failure.
+  void write_transaction(const std::vector<Change>& batch, std::size_t begin, std::size_t end);
+  // Deletes expired rows in bounded steps from the cursor; `all` runs until the table is done.
+  void delete_expired(const TtlTable& ttls, bool all = false);
+  // One bounded step: false when the cursor reached the end of the table.
+  bool delete_expired_step(const TtlTable& ttls, Clock::time_point now);
   // Records a failure: closes the connection (the retry reopens it), counts it, and logs it
   // unless it is the same cause as the previous failure.
   void fail(std::string_view what, const std::exception& e);
@@ -189,6 +252,14 @@ class Store {
   std::mutex db_mutex_;  // the connection is used by the writer and, at start-up, by load_*()
   std::unique_ptr<SQLite::Database> db_;
   std::string last_cause_;  // of the last logged failure; empty while healthy
+  bool check_pending_ = false;  // the file was too large to check at open
+  // Where the expiry sweep continues: the last (cluster, client blob) it covered; empty cluster
+  // = from the start.
+  std::string expiry_cluster_;
+  std::vector<std::uint8_t> expiry_client_;
+
+  std::mutex readers_mutex_;
+  std::vector<std::unique_ptr<Reader>> readers_;  // idle read-only connections (find_affinity)
 
   mutable std::mutex ttl_mutex_;
   std::optional<TtlTable> ttls_;
@@ -219,5 +290,15 @@ class Store {
 std::optional<std::vector<AffinityRow>> read_affinity_file(const std::filesystem::path& db_file,
                                                            std::string_view cluster = {},
                                                            std::string_view node = {});
+
+// What read_affinity_file() streams: every row of `cluster` (all when empty) and `node` (all when
+// empty) whose client overlaps `client` (all when nullopt): a network's entries are one range of
+// the index, and the entries containing an address are point look-ups. Rows come in (cluster,
+// client) order, one at a time, so memory stays flat. Returns false when the file does not exist
+// or holds no affinity table; throws std::runtime_error ("PATH: reason") when it cannot be read,
+// SchemaTooNew when a newer release wrote it.
+bool stream_affinity_file(const std::filesystem::path& db_file, std::string_view cluster,
+                          std::string_view node, const std::optional<ClientKey>& client,
+                          const std::function<void(const AffinityRowView&)>& fn);
 
 }  // namespace pb::affinity

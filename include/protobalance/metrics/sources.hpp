@@ -42,6 +42,7 @@ struct ExtraSources {
   std::function<std::map<std::string, AffinityLookups>()> affinity_lookups;
   std::function<ConfigReloads()> config_reloads;      // protobalance_config_reloads_total
   std::function<std::uint64_t()> store_write_errors;  // protobalance_store_write_errors_total
+  std::function<std::uint64_t()> store_queue_depth;  // protobalance_affinity_store_queue_depth
   std::function<AccessLogCounts()> access_log;        // protobalance_access_log_records_total
 };
 

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include <algorithm>
+#include <future>
 #include <iostream>
 #include <thread>
 
@@ -28,6 +31,129 @@ std::vector<AffinityRow> disk(const Store& store) {
     return std::tie(a.cluster, a.client) < std::tie(b.cluster, b.client);
   });
   return rows;
+}
+
+// Writes `count` entries "10.x.y.z" -> node<i % 3> of cluster "web" with last_seen `seen`, in
+// one transaction through the store's own schema.
+void fill_store(const std::filesystem::path& dir, int count, std::int64_t seen) {
+  { Store store(dir); }  // creates the schema
+  SQLite::Database db((dir / "protobalance.db").string(), SQLite::OPEN_READWRITE);
+  SQLite::Transaction tx(db);
+  SQLite::Statement put(db, "INSERT INTO affinity VALUES ('web', ?1, ?2, ?3, ?4, 1)");
+  for (int i = 0; i < count; ++i) {
+    const auto blob = key(("10." + std::to_string((i >> 16) & 255) + "." +
+                           std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255))
+                              .c_str())
+                          .to_blob();
+    put.bind(1, blob.data(), static_cast<int>(blob.size()));
+    put.bind(2, "node" + std::to_string(i % 3));
+    put.bind(3, seen - 10);
+    put.bind(4, seen);
+    put.exec();
+    put.reset();
+  }
+  tx.commit();
+}
+
+TEST(AffinityMap, ReturningClientServedFromDatabaseWhileLoading) {
+  // Verifies that while the background load is held (not a race: the hook blocks it), a client
+  // whose entry is only in the database is still answered with its node, through the store's
+  // point query, and that the load then completes with every entry.
+  TempDir dir;
+  const std::int64_t now_s =
+      std::chrono::floor<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
+  constexpr int kCount = 30'000;
+  fill_store(dir.path(), kCount, now_s);
+  Store store(dir.path());
+  store.set_ttls(TtlTable{{{"web", 1h}}, 1h});
+  AffinityMap map(&store);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> holding;
+  map.load_in_background([&] {
+    holding.set_value();
+    released.wait();
+  });
+  ASSERT_EQ(holding.get_future().wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(map.loading());
+  EXPECT_EQ(map.size(), 0u);
+  const auto now = Clock::now();
+  // i = 12345 -> 10.0.48.57 on node0 (12345 % 3 == 0); i = 20000 -> 10.0.78.32 on node2.
+  EXPECT_EQ(map.lookup("web", key("10.0.48.57"), now, 1h), "node0");
+  EXPECT_EQ(map.lookup("web", key("10.0.78.32"), now, 1h), "node2");
+  EXPECT_EQ(map.lookup("web", key("10.200.0.1"), now, 1h), std::nullopt);  // never seen
+  EXPECT_EQ(map.lookup("mail", key("10.0.48.57"), now, 1h), std::nullopt);
+  // Expired in the database (i = 7, not looked up before): not returned.
+  EXPECT_EQ(map.lookup("web", key("10.0.0.7"), now + 2h, 1h), std::nullopt);
+  EXPECT_TRUE(map.loading());
+  EXPECT_EQ(map.size(), 2u);  // what the look-ups found is kept
+
+  // A client moved by a worker during the load keeps its new node.
+  map.record("web", key("10.0.0.1"), "node2", now);
+  release.set_value();
+  ASSERT_TRUE(map.wait_loaded(30s));
+  EXPECT_FALSE(map.loading());
+  EXPECT_EQ(map.size(), static_cast<std::size_t>(kCount));
+  EXPECT_EQ(map.lookup("web", key("10.0.0.1"), now, 1h), "node2");
+  EXPECT_EQ(map.lookup("web", key("10.0.0.2"), now, 1h), "node2");
+  EXPECT_EQ(map.lookup("web", key("10.0.0.3"), now, 1h), "node0");
+}
+
+TEST(AffinityMap, ForgottenWhileLoadingIsNotLoadedBack) {
+  // Verifies that a client forgotten while the load is held does not come back from the
+  // database snapshot the load reads.
+  TempDir dir;
+  const std::int64_t now_s =
+      std::chrono::floor<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
+  fill_store(dir.path(), 100, now_s);
+  Store store(dir.path());
+  AffinityMap map(&store);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  map.load_in_background([released] { released.wait(); });
+  EXPECT_FALSE(map.forget("web", key("10.0.0.5")));
+  release.set_value();
+  ASSERT_TRUE(map.wait_loaded(30s));
+  EXPECT_EQ(map.size(), 99u);
+  EXPECT_EQ(map.lookup("web", key("10.0.0.5"), Clock::now(), 1h), std::nullopt);
+}
+
+TEST(AffinityMap, ManyEntriesSurviveGrowthAndErasure) {
+  // Verifies the open-addressing tables under load: 20000 clients of two families and two
+  // clusters are found after growth, erasing every third keeps the others findable (entries
+  // shift back into freed slots), and a sweep removes exactly the expired ones.
+  AffinityMap map(nullptr);
+  const auto client = [](int i) {
+    return i % 2 == 0 ? key(("10." + std::to_string(i >> 8) + "." + std::to_string(i & 255) + ".1")
+                                .c_str())
+                      : key(("2001:db8:" + std::to_string(i / 10000) + ":" +
+                             std::to_string(i % 10000) + "::/64")
+                                .c_str());
+  };
+  for (int i = 0; i < 20'000; ++i) {
+    map.record(i % 5 == 0 ? "mail" : "web", client(i), "n" + std::to_string(i % 7),
+               kT0 + std::chrono::seconds(i % 2 == 0 ? 0 : 100));
+  }
+  EXPECT_EQ(map.size(), 20'000u);
+  for (int i = 0; i < 20'000; i += 3) EXPECT_TRUE(map.forget(i % 5 == 0 ? "mail" : "web", client(i)));
+  for (int i = 0; i < 20'000; ++i) {
+    const auto found = map.lookup(i % 5 == 0 ? "mail" : "web", client(i), kT0 + 101s, 1h);
+    if (i % 3 == 0) {
+      ASSERT_EQ(found, std::nullopt) << i;
+    } else {
+      ASSERT_EQ(found, "n" + std::to_string(i % 7)) << i;
+    }
+  }
+  const std::size_t left = map.size();
+  // Entries seen at kT0 expire with a 50 s TTL at kT0 + 60 s; those seen at kT0 + 100 s stay.
+  std::size_t even_left = 0;
+  for (int i = 0; i < 20'000; ++i) even_left += (i % 3 != 0 && i % 2 == 0) ? 1 : 0;
+  EXPECT_EQ(map.sweep(kT0 + 60s, TtlTable{{}, 50s}), even_left);
+  EXPECT_EQ(map.size(), left - even_left);
+  for (int i = 1; i < 20'000; i += 2) {
+    const auto found = map.lookup(i % 5 == 0 ? "mail" : "web", client(i), kT0 + 101s, 1h);
+    ASSERT_EQ(found.has_value(), i % 3 != 0) << i;
+  }
 }
 
 TEST(AffinityMap, RecordThenLookupPerCluster) {

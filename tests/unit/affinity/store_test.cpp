@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "protobalance/affinity/migrations.hpp"
@@ -101,6 +102,193 @@ TEST(Store, UpgradesFromSchemaVersion1KeepingRows) {
   EXPECT_TRUE(db.tableExists("listener_route"));
 }
 
+// The clients of `stream_affinity_file` for `client` in `cluster`, in the order they came.
+std::vector<std::string> streamed(const Store& store, std::string_view cluster,
+                                  const std::string& client) {
+  std::vector<std::string> clients;
+  stream_affinity_file(store.path(), cluster, "", parse_client(client),
+                       [&](const AffinityRowView& r) { clients.push_back(r.key.to_string()); });
+  return clients;
+}
+
+TEST(Store, MigratesTextClientsOfSchema2ToBinaryKeysInPlace) {
+  // Verifies that a database written by the previous release (schema 2: the DDL of
+  // migrations 0001 and 0002, clients as text) is converted in place: every address row keeps
+  // its fields under a 17-byte binary key, a row whose client is not an address is dropped,
+  // other tables are untouched, and the file reports the current schema version.
+  TempDir dir;
+  const std::int64_t t = now_s();
+  {
+    SQLite::Database db((dir.path() / "protobalance.db").string(),
+                        SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    // The release's DDL, verbatim (the embedded files are the ones that release shipped).
+    db.exec(std::string(migrations()[0].sql));
+    db.exec(std::string(migrations()[1].sql));
+    db.exec("PRAGMA user_version = 2");
+    SQLite::Statement put(db, "INSERT INTO affinity VALUES ('web', ?1, ?2, ?3, ?4, ?5)");
+    const std::vector<std::pair<std::string, std::string>> rows{
+        {"192.0.2.7", "alpha"},       {"10.0.0.10", "beta"},   {"10.0.0.9", "gamma"},
+        {"198.51.100.0/24", "alpha"}, {"2001:db8:1:2::/64", "beta"}, {"not-an-address", "beta"}};
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      put.bind(1, rows[i].first);
+      put.bind(2, rows[i].second);
+      put.bind(3, t - 100);
+      put.bind(4, t - static_cast<std::int64_t>(i));
+      put.bind(5, static_cast<std::int64_t>(i + 1));
+      put.exec();
+      put.reset();
+    }
+    db.exec("INSERT INTO node_state VALUES ('web', 'beta', 'offline', 0, 0)");
+    db.exec("INSERT INTO listener_route VALUES ('l', 'web', 5)");
+  }
+  Store store(dir.path());
+  EXPECT_TRUE(store.healthy());
+  EXPECT_EQ(user_version(store.path()), static_cast<int>(migrations().size()));
+  EXPECT_EQ(sorted(store.load_affinity()),
+            (std::vector<AffinityRow>{{"web", "10.0.0.10", "beta", t - 100, t - 1, 2},
+                                      {"web", "10.0.0.9", "gamma", t - 100, t - 2, 3},
+                                      {"web", "192.0.2.7", "alpha", t - 100, t, 1},
+                                      {"web", "198.51.100.0/24", "alpha", t - 100, t - 3, 4},
+                                      {"web", "2001:db8:1:2::/64", "beta", t - 100, t - 4, 5}}));
+  EXPECT_EQ(store.load_node_states(),
+            (std::vector<NodeStateRow>{{"web", "beta", "offline", 0, 0}}));
+  EXPECT_EQ(store.load_routes(), (std::map<std::string, std::string>{{"l", "web"}}));
+  SQLite::Database db(store.path().string(), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM affinity WHERE typeof(client) = 'blob' "
+                          "AND length(client) = 17")
+                .getInt(),
+            5);
+  // Numeric order straight from the primary key.
+  EXPECT_EQ(streamed(store, "web", "0.0.0.0/0"),
+            (std::vector<std::string>{"10.0.0.9", "10.0.0.10", "192.0.2.7", "198.51.100.0/24"}));
+}
+
+TEST(Store, RefusesDatabaseOfNewerSchema) {
+  // Verifies that a database whose schema version is beyond this binary's migrations is
+  // refused with a message naming the file and both versions, by the store (the daemon) and by
+  // the reader pbadmin uses, and is left unchanged.
+  TempDir dir;
+  const int newer = static_cast<int>(migrations().size()) + 1;
+  {
+    SQLite::Database db((dir.path() / "protobalance.db").string(),
+                        SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("CREATE TABLE affinity (future BLOB)");
+    db.exec("PRAGMA user_version = " + std::to_string(newer));
+  }
+  const std::string version_text = "schema version " + std::to_string(newer);
+  try {
+    Store store(dir.path());
+    ADD_FAILURE() << "the store opened a newer database";
+  } catch (const SchemaTooNew& e) {
+    EXPECT_NE(std::string(e.what()).find(version_text), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("protobalance.db"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_affinity_file(dir.path() / "protobalance.db"), SchemaTooNew);
+  EXPECT_EQ(user_version(dir.path() / "protobalance.db"), newer);
+}
+
+TEST(Store, ClientLookupsFindAddressesAndNetworks) {
+  // Verifies the look-ups pbadmin uses: an address finds its own entry and the networks that
+  // contain it; a network finds itself, the networks around it and every entry inside it, in
+  // numeric order, per cluster; IPv4 and IPv6 never mix.
+  TempDir dir;
+  Store store(dir.path());
+  const std::int64_t t = now_s();
+  for (const char* client : {"10.0.0.9", "10.0.0.10", "10.0.1.1", "10.0.0.0/24", "10.0.0.0/8",
+                             "11.0.0.1", "2001:db8:1:2::/64", "2001:db8:1:3::/64", "::a00:9"}) {
+    store.enqueue(PutAffinity{row("web", client, "alpha", t)});
+  }
+  store.enqueue(PutAffinity{row("mail", "10.0.0.9", "mx", t)});
+  store.flush();
+  EXPECT_EQ(streamed(store, "web", "10.0.0.10"),
+            (std::vector<std::string>{"10.0.0.0/8", "10.0.0.0/24", "10.0.0.10"}));
+  EXPECT_EQ(streamed(store, "web", "10.0.0.0/24"),
+            (std::vector<std::string>{"10.0.0.0/8", "10.0.0.0/24", "10.0.0.9", "10.0.0.10"}));
+  EXPECT_EQ(streamed(store, "web", "10.0.0.0/16"),
+            (std::vector<std::string>{"10.0.0.0/8", "10.0.0.0/24", "10.0.0.9", "10.0.0.10",
+                                      "10.0.1.1"}));
+  EXPECT_EQ(streamed(store, "web", "12.0.0.1"), std::vector<std::string>{});
+  EXPECT_EQ(streamed(store, "web", "2001:db8:1:2::99"),
+            std::vector<std::string>{"2001:db8:1:2::/64"});
+  EXPECT_EQ(streamed(store, "web", "2001:db8::/32"),
+            (std::vector<std::string>{"2001:db8:1:2::/64", "2001:db8:1:3::/64"}));
+  EXPECT_EQ(streamed(store, "", "10.0.0.9"),
+            (std::vector<std::string>{"10.0.0.9", "10.0.0.0/8", "10.0.0.0/24", "10.0.0.9"}));
+  // The single-address query is a primary-key search, not a scan.
+  SQLite::Database db(store.path().string(), SQLite::OPEN_READONLY);
+  SQLite::Statement plan(db,
+                         "EXPLAIN QUERY PLAN SELECT node FROM affinity WHERE cluster = 'web' "
+                         "AND client >= x'00' AND client <= x'ff'");
+  ASSERT_TRUE(plan.executeStep());
+  EXPECT_NE(plan.getColumn(3).getString().find("PRIMARY KEY"), std::string::npos)
+      << plan.getColumn(3).getString();
+}
+
+TEST(Store, FindAffinityIsAPointQueryOfOneClient) {
+  // Verifies that find_affinity returns the stored entry of exactly that client and cluster,
+  // and nothing for an unknown client.
+  TempDir dir;
+  Store store(dir.path());
+  const std::int64_t t = now_s();
+  store.enqueue(PutAffinity{AffinityRow{"web", "192.0.2.7", "beta", t - 9, t, 4}});
+  store.enqueue(PutAffinity{AffinityRow{"web", "192.0.2.8", "alpha", t, t, 1}});
+  store.flush();
+  const auto found = store.find_affinity("web", *parse_client("192.0.2.7"), 100ms);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->node, "beta");
+  EXPECT_EQ(found->first_seen, t - 9);
+  EXPECT_EQ(found->last_seen, t);
+  EXPECT_EQ(found->connections, 4);
+  EXPECT_FALSE(store.find_affinity("mail", *parse_client("192.0.2.7"), 100ms));
+  EXPECT_FALSE(store.find_affinity("web", *parse_client("192.0.2.9"), 100ms));
+}
+
+TEST(Store, ExpiryWalksTheTableInBoundedSteps) {
+  // Verifies that expired rows are deleted by steps of a few rows each (expiry_chunk), across
+  // clusters and intervals, until none is left, while unexpired rows stay.
+  TempDir dir;
+  StoreOptions options;
+  options.expiry_interval = 20ms;
+  options.flush_interval = 20ms;  // the writer's wake-up, when it also expires
+  options.expiry_chunk = 3;
+  options.expiry_steps = 1;
+  Store store(dir.path(), options);
+  const std::int64_t t = now_s();
+  std::vector<AffinityRow> kept;
+  for (int i = 0; i < 40; ++i) {
+    const std::string client = "10.0.0." + std::to_string(i);
+    const std::string cluster = i % 2 == 0 ? "a" : "b";
+    const bool expired = i % 4 < 2;
+    const AffinityRow r = row(cluster, client, "n", expired ? t - 7200 : t);
+    store.enqueue(PutAffinity{r});
+    if (!expired) kept.push_back(r);
+  }
+  store.flush();
+  store.set_ttls(TtlTable{{}, 1h});
+  EXPECT_TRUE(eventually([&] { return on_disk(store).size() == kept.size(); }, 10s));
+  EXPECT_EQ(on_disk(store), sorted(kept));
+}
+
+TEST(Store, QueueIsBoundedAndWritesAreSplit) {
+  // Verifies that a batch larger than max_transaction is written completely (in several
+  // transactions), and that queued() reports the depth the metric exports.
+  TempDir dir;
+  StoreOptions options;
+  options.max_transaction = 7;
+  options.flush_interval = 1h;  // only flush() writes
+  options.batch_threshold = 1'000'000;
+  Store store(dir.path(), options);
+  const std::int64_t t = now_s();
+  for (int i = 0; i < 100; ++i) {
+    store.enqueue(PutAffinity{row("web", "10.1.0." + std::to_string(i), "n", t)});
+  }
+  EXPECT_EQ(store.queued(), 100u);
+  store.flush();
+  EXPECT_EQ(store.queued(), 0u);
+  EXPECT_EQ(on_disk(store).size(), 100u);
+}
+
 TEST(Store, BatchedChangesVisibleAfterFlushInOrder) {
   // Verifies that queued changes of every kind reach the file by flush(), applied in the order
   // they were queued (a put then an erase of the same client leaves nothing).
@@ -109,8 +297,8 @@ TEST(Store, BatchedChangesVisibleAfterFlushInOrder) {
   const std::int64_t t = now_s();
   for (int i = 0; i < 5000; ++i) {
     store.enqueue(PutAffinity{
-        row("web", "10.0.0." + std::to_string(i % 250) + "/" + std::to_string(8 + i / 250), "alpha",
-            t)});
+        row("web", "10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".0/24",
+            "alpha", t)});
   }
   store.enqueue(PutAffinity{row("web", "192.0.2.1", "alpha", t)});
   store.enqueue(PutAffinity{row("web", "192.0.2.1", "beta", t)});  // replaces
@@ -126,7 +314,7 @@ TEST(Store, BatchedChangesVisibleAfterFlushInOrder) {
   EXPECT_EQ(store.queued(), 0u);
   EXPECT_EQ(store.write_errors(), 0u);
   const auto rows = read_affinity_file(store.path()).value();
-  EXPECT_EQ(rows.size(), 5001u);  // 5000 distinct /8../27 keys, plus 192.0.2.1
+  EXPECT_EQ(rows.size(), 5001u);  // 5000 distinct /24 networks, plus 192.0.2.1
   const auto only = read_affinity_file(store.path(), "web", "beta").value();
   EXPECT_EQ(only, (std::vector<AffinityRow>{row("web", "192.0.2.1", "beta", t)}));
   auto states = store.load_node_states();

@@ -114,6 +114,7 @@ ExtraSources every_source() {
   };
   extra.config_reloads = [] { return ConfigReloads{4, 1}; };
   extra.store_write_errors = [] { return std::uint64_t{6}; };
+  extra.store_queue_depth = [] { return std::uint64_t{9}; };
   extra.access_log = [] { return AccessLogCounts{100, 7, 2}; };
   return extra;
 }
@@ -235,7 +236,7 @@ TEST_F(Collector, ExportsSourcedMetricsOnlyWhenTheirSourceIsSet) {
   for (const char* name :
        {"protobalance_affinity_entries", "protobalance_affinity_lookups_total",
         "protobalance_config_reloads_total", "protobalance_store_write_errors_total",
-        "protobalance_access_log_records_total"}) {
+        "protobalance_affinity_store_queue_depth", "protobalance_access_log_records_total"}) {
     EXPECT_EQ(bare.find(name), std::string::npos) << name;
   }
 
@@ -252,6 +253,7 @@ TEST_F(Collector, ExportsSourcedMetricsOnlyWhenTheirSourceIsSet) {
   EXPECT_TRUE(has_line(text, R"(protobalance_config_reloads_total{result="ok"} 4)"));
   EXPECT_TRUE(has_line(text, R"(protobalance_config_reloads_total{result="error"} 1)"));
   EXPECT_TRUE(has_line(text, "protobalance_store_write_errors_total 6"));
+  EXPECT_TRUE(has_line(text, "protobalance_affinity_store_queue_depth 9"));
   EXPECT_TRUE(has_line(text, R"(protobalance_access_log_records_total{result="dropped"} 7)"));
 }
 
