@@ -751,7 +751,10 @@ TEST_F(Admin, WhileStoppingStatusAnswersAndChangesAreRefused) {
   // the last connections end), changes are refused (exit 1), and the socket is removed when the
   // daemon exits after the last connection closed.
   Backend a("a", BackendMode::greet_echo);
-  write_config(service_table() + cluster_table("web") + node_table("a", a.address()) +
+  // A long shutdown_timeout: the held connection must outlive the three pbadmin runs below,
+  // which take seconds on a loaded machine; closing it ends the stop at once.
+  write_config("[service]\nthreads = 2\nstate_dir = \"var\"\nshutdown_timeout = \"60s\"\n" +
+               cluster_table("web") + node_table("a", a.address()) +
                listener_table("front", "web"));
   start();
   Client held(balancer().address("front"));
