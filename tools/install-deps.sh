@@ -11,6 +11,7 @@ packages=(
   prometheus-cpp-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libsodium-dev libmuparser-dev libsnmp-dev
   libgtest-dev libgmock-dev
+  clang-14 libclang-rt-14-dev
   snmpd snmp prometheus curl netcat-openbsd procps python3
 )
 if [[ "${1:-}" == "--bench" ]]; then
