@@ -13,6 +13,7 @@ packages=(
   libncurses-dev   # pbadmin top
   libgtest-dev libgmock-dev
   libssl-dev  # tests only: real TLS ClientHellos in pb_test_net
+  clang-14 libclang-rt-14-dev  # the fuzz preset (libFuzzer)
   snmpd snmp prometheus curl netcat-openbsd procps python3
 )
 if [[ "${1:-}" == "--bench" ]]; then
