@@ -20,10 +20,9 @@ std::int64_t now_ns() {
   return std::max<std::int64_t>(ns, 1);
 }
 
-// Spreads consecutive worker numbers over the seed space (splitmix64), so workers of one
-// cluster draw independent random streams from one configured seed.
-std::uint64_t worker_seed(std::uint64_t seed, unsigned worker) {
-  std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (static_cast<std::uint64_t>(worker) + 1);
+// Mixes the configured seed (splitmix64), so that nearby seeds give unrelated random streams.
+std::uint64_t mixed_seed(std::uint64_t seed) {
+  std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
@@ -118,7 +117,7 @@ Cluster::Cluster(const config::ClusterConfig& cfg, NodeRegistry& registry, unsig
   // `workers` no longer shapes anything: every worker shares the one algorithm below, so that
   // k sequential connections over n equal nodes go exactly k/n to each, whatever the threads.
   (void)workers;
-  algorithm_ = entry->make(AlgorithmParams{config_, worker_seed(seed, 0)});
+  algorithm_ = entry->make(AlgorithmParams{config_, mixed_seed(seed)});
   candidates_.reserve(nodes_.size());
   load_factors_.resize(nodes_.size());
   for (std::size_t i = 0; i < nodes_.size(); ++i) load_factors_[i] = nodes_[i].load_factor;

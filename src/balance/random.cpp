@@ -1,6 +1,6 @@
 // Weighted random: each candidate is drawn with probability load_factor / sum of load factors.
-// The PRNG is seeded from AlgorithmParams::seed, so tests reproduce a sequence exactly and each
-// worker thread draws its own independent stream.
+// The PRNG is seeded from AlgorithmParams::seed, so tests reproduce a sequence exactly; the
+// cluster's one instance serves every worker thread (under the cluster's lock).
 
 #include <cstdint>
 #include <memory>

@@ -60,6 +60,25 @@ std::int64_t now_ns() {
       .count();
 }
 
+// Whether [cluster.health], [cluster.agent] or slow_start differ between two versions of a
+// cluster (positions in the file aside).
+bool node_health_differs(const config::ClusterConfig& a, const config::ClusterConfig& b) {
+  if (a.slow_start != b.slow_start || a.health.has_value() != b.health.has_value() ||
+      a.agent.has_value() != b.agent.has_value()) {
+    return true;
+  }
+  if (a.health) {
+    const auto& x = *a.health;
+    const auto& y = *b.health;
+    if (x.interval != y.interval || x.timeout != y.timeout || x.rise != y.rise ||
+        x.fall != y.fall || x.send != y.send || x.expect != y.expect || x.port != y.port) {
+      return true;
+    }
+  }
+  return a.agent && (a.agent->port != b.agent->port || a.agent->interval != b.agent->interval ||
+                     a.agent->timeout != b.agent->timeout);
+}
+
 }  // namespace
 
 config::LoadResult load_config(const std::filesystem::path& file) {
@@ -364,6 +383,9 @@ std::vector<std::string> describe_changes(const config::Config& before, const co
         old->load_rating != c.load_rating || old->hash_key != c.hash_key) {
       changes.push_back(fmt::format("cluster {} settings changed", c.name));
     }
+    if (node_health_differs(*old, c)) {
+      changes.push_back(fmt::format("cluster {} health checks, agent or slow start changed", c.name));
+    }
     const config::AffinityConfig& oa = old->affinity;
     const config::AffinityConfig& na = c.affinity;
     if (oa.enabled != na.enabled || oa.ttl != na.ttl || oa.prefix_v4 != na.prefix_v4 ||
@@ -651,6 +673,10 @@ asio::awaitable<void> Runtime::check_loop(std::string cluster_name, std::string 
     cluster->on_check(static_cast<std::uint32_t>(index), outcome.result, outcome.detail);
     delay = health.interval;
   }
+  // Checks switched off by a reload (or the node removed): their verdict no longer holds.
+  runtime->check_down.store(false);
+  runtime->checks_passed_in_row.store(0);
+  runtime->checks_failed_in_row.store(0);
   runtime->checker_running.store(false);
 }
 
@@ -724,6 +750,15 @@ asio::awaitable<void> Runtime::agent_loop(std::string cluster_name, std::string 
       runtime->agent_values = std::move(reply.values);
       runtime->agent_values_ns = now_ns();
     }
+  }
+  // The agent switched off by a reload (or the node removed): what it said no longer holds.
+  runtime->agent_down.store(false);
+  runtime->agent_state.store(config::AdminState::available);
+  runtime->agent_weight_percent.store(100);
+  {
+    std::lock_guard lock(runtime->agent_mutex);
+    runtime->agent_values.clear();
+    runtime->agent_values_ns = 0;
   }
   runtime->agent_running.store(false);
 }

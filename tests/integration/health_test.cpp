@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -73,6 +74,12 @@ const balance::NodeRuntime& node_state(RuntimeHarness& harness, const std::strin
   if (index < 0) throw std::runtime_error("no node " + node);
   // The registry keeps the runtime alive as long as the node is configured.
   return *cluster.nodes()[static_cast<std::size_t>(index)].runtime;
+}
+
+Tally tally_of(RuntimeHarness& harness, int clients) {
+  Tally out;
+  for (int i = 0; i < clients; ++i) ++out[served_by(harness.address("pool"))];
+  return out;
 }
 
 // An agent on one exact address and port ("127.0.0.2", port 0 = any) that answers every
@@ -249,6 +256,28 @@ TEST(Health, WrongAnswerTakesTheNodeOutAfterFallAndBackAfterRise) {
   EXPECT_EQ(after, (Tally{{"a", 2}, {"b", 2}}));
 }
 
+TEST(Health, ReloadWithoutChecksReleasesTheNodesTheyTookOut) {
+  // Verifies that when a reload removes [cluster.health], a node its checks had taken out takes
+  // clients again (the verdict of checks that no longer run does not hold), and the reload
+  // lists the change.
+  Backend a("a", BackendMode::greet_then_fin);  // greets and closes: the check wants "PING"
+  Backend b("b", BackendMode::greet_echo);
+  const std::vector<NodeSpec> nodes{{"a", a.address()}, {"b", b.address()}};
+  RuntimeHarness harness(pool_toml("", nodes,
+                                   "[cluster.health]\ninterval = \"100ms\"\ntimeout = \"100ms\"\n"
+                                   "fall = 1\nsend = \"PING\"\nexpect = \"PING\"\n"));
+  ASSERT_TRUE(eventually([&] { return node_state(harness, "a").check_down.load(); }, 5s));
+  EXPECT_EQ(tally_of(harness, 2), (Tally{{"b", 2}}));
+
+  std::ofstream(harness.runtime().config()->file) << pool_toml("", nodes);
+  const control::ReloadResult reloaded = harness.runtime().reload();
+  ASSERT_TRUE(reloaded.ok) << (reloaded.errors.empty() ? "" : reloaded.errors.front());
+  ASSERT_EQ(reloaded.changes.size(), 1U);
+  EXPECT_EQ(reloaded.changes.front(), "cluster pool health checks, agent or slow start changed");
+  ASSERT_TRUE(eventually([&] { return !node_state(harness, "a").check_down.load(); }, 5s));
+  EXPECT_EQ(tally_of(harness, 2), (Tally{{"a", 1}, {"b", 1}}));
+}
+
 TEST(Health, ChecksAreSpreadOverTheIntervalAndRepeatEveryInterval) {
   // Verifies that four nodes' first checks are spread over the interval (1.2 s: about 300 ms
   // apart, in node order), not made at once, and each node is checked again every interval.
@@ -312,12 +341,6 @@ struct AgentPool {
   AgentStub agent_a;
   AgentStub agent_b;
 };
-
-Tally tally_of(RuntimeHarness& harness, int clients) {
-  Tally out;
-  for (int i = 0; i < clients; ++i) ++out[served_by(harness.address("pool"))];
-  return out;
-}
 
 TEST(Health, AgentDrainMaintDownAndUp) {
   // Verifies the agent's words: drain and down keep new clients away, maint also closes the

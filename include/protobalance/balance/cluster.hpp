@@ -69,6 +69,8 @@ class TriedSet {
 // construction except for the algorithm state, which is touched only under pick_mutex_.
 class Cluster {
  public:
+  // `workers` (and choose()'s `worker`) are kept for the callers; every worker shares one
+  // algorithm, so neither changes anything.
   Cluster(const config::ClusterConfig& cfg, NodeRegistry& registry, unsigned workers,
           std::uint64_t seed);
 
