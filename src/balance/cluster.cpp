@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <set>
+#include <span>
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
@@ -19,10 +20,9 @@ std::int64_t now_ns() {
   return std::max<std::int64_t>(ns, 1);
 }
 
-// Spreads consecutive worker numbers over the seed space (splitmix64), so workers of one
-// cluster draw independent random streams from one configured seed.
-std::uint64_t worker_seed(std::uint64_t seed, unsigned worker) {
-  std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (static_cast<std::uint64_t>(worker) + 1);
+// Mixes the configured seed (splitmix64), so that nearby seeds give unrelated random streams.
+std::uint64_t mixed_seed(std::uint64_t seed) {
+  std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
@@ -41,6 +41,8 @@ std::shared_ptr<NodeRuntime> NodeRegistry::get(const std::string& cluster, const
     // reload of an unchanged file.
     slot = std::make_shared<NodeRuntime>();
     slot->admin_state.store(initial, std::memory_order_relaxed);
+    // A node added by a reload ramps up (slow start); those present at start take full weight.
+    if (started_) slot->eligible_since_ns.store(now_ns(), std::memory_order_relaxed);
   }
   return slot;
 }
@@ -112,13 +114,14 @@ Cluster::Cluster(const config::ClusterConfig& cfg, NodeRegistry& registry, unsig
     throw std::invalid_argument("cluster \"" + name_ + "\": unknown algorithm \"" +
                                 config_.algorithm + "\"");
   }
-  workers = std::max(workers, 1U);
-  algorithms_.reserve(workers);
-  scratch_.resize(workers);
-  for (unsigned w = 0; w < workers; ++w) {
-    algorithms_.push_back(entry->make(AlgorithmParams{config_, worker_seed(seed, w)}));
-    scratch_[w].reserve(nodes_.size());
-  }
+  // `workers` no longer shapes anything: every worker shares the one algorithm below, so that
+  // k sequential connections over n equal nodes go exactly k/n to each, whatever the threads.
+  (void)workers;
+  algorithm_ = entry->make(AlgorithmParams{config_, mixed_seed(seed)});
+  candidates_.reserve(nodes_.size());
+  load_factors_.resize(nodes_.size());
+  for (std::size_t i = 0; i < nodes_.size(); ++i) load_factors_[i] = nodes_[i].load_factor;
+  dynamic_load_factors_ = config_.agent.has_value() || config_.slow_start.count() > 0;
 }
 
 std::int32_t Cluster::find(std::string_view node_name) const {
@@ -131,14 +134,16 @@ std::int32_t Cluster::find(std::string_view node_name) const {
 bool Cluster::eligible(std::uint32_t node) const {
   const Node& n = nodes_[node];
   const NodeRuntime& rt = *n.runtime;
-  return rt.admin_state.load(std::memory_order_relaxed) == AdminState::available && rt.up() &&
+  return rt.effective_state() == AdminState::available && rt.up() &&
+         !rt.check_down.load(std::memory_order_relaxed) &&
+         !rt.agent_down.load(std::memory_order_relaxed) &&
          (n.max_connections == 0 ||
           rt.active.load(std::memory_order_relaxed) < std::int64_t{n.max_connections});
 }
 
 std::int32_t Cluster::choose(unsigned worker, const boost::asio::ip::address& client,
                              TriedSet& tried, std::int32_t preferred) {
-  const std::size_t slot = worker % algorithms_.size();
+  (void)worker;  // one algorithm for all workers
   const bool has_preferred = preferred >= 0 && static_cast<std::size_t>(preferred) < nodes_.size();
   // Every pass that does not return marks one more node as tried (every step below yields only
   // untried nodes), so the loop ends after at most one pass per node.
@@ -150,7 +155,8 @@ std::int32_t Cluster::choose(unsigned worker, const boost::asio::ip::address& cl
       const auto p = static_cast<std::uint32_t>(preferred);
       pick = !tried.contains(p) && eligible(p) ? preferred : follow_fallover(p, tried);
     }
-    if (pick < 0) pick = pick_by_algorithm(slot, client, tried);
+    if (pick < 0) pick = pick_by_algorithm(client, tried);
+    if (pick < 0) pick = last_resort(tried);
     if (pick < 0) return -1;
     const auto node = static_cast<std::uint32_t>(pick);
     tried.insert(node);
@@ -160,11 +166,18 @@ std::int32_t Cluster::choose(unsigned worker, const boost::asio::ip::address& cl
   }
 }
 
-std::int32_t Cluster::pick_by_algorithm(std::size_t slot, const boost::asio::ip::address& client,
+std::int32_t Cluster::pick_by_algorithm(const boost::asio::ip::address& client,
                                         const TriedSet& tried) {
-  auto& candidates = scratch_[slot];
-  Algorithm& algorithm = *algorithms_[slot];
   const auto node_count = static_cast<std::uint32_t>(nodes_.size());
+  // Nothing here blocks or allocates: workers wait for each other only for a scan of the nodes.
+  std::lock_guard lock(pick_mutex_);
+  auto& candidates = candidates_;
+  Algorithm& algorithm = *algorithm_;
+  if (dynamic_load_factors_) {
+    const std::int64_t now = now_ns();
+    for (std::uint32_t i = 0; i < node_count; ++i) load_factors_[i] = effective_load_factor(i, now);
+  }
+  const std::span<const double> factors = load_factors_;
 
   // Eligibility is read from counters other workers change meanwhile; if the eligible nodes of
   // the chosen tier vanish between the scans below, start over (bounded, as a guard against a
@@ -182,11 +195,11 @@ std::int32_t Cluster::pick_by_algorithm(std::size_t slot, const boost::asio::ip:
     candidates.clear();
     for (std::uint32_t i = 0; i < node_count; ++i) {
       if (nodes_[i].tier == tier && !tried.contains(i) &&
-          nodes_[i].runtime->admin_state.load(std::memory_order_relaxed) != AdminState::offline) {
+          nodes_[i].runtime->effective_state() != AdminState::offline) {
         candidates.push_back(i);
       }
     }
-    const std::uint32_t picked = algorithm.pick(PickInput{nodes_, candidates, client});
+    const std::uint32_t picked = algorithm.pick(PickInput{nodes_, candidates, client, factors});
     if (eligible(picked)) return static_cast<std::int32_t>(picked);
     if (const std::int32_t next = follow_fallover(picked, tried); next >= 0) return next;
 
@@ -196,10 +209,86 @@ std::int32_t Cluster::pick_by_algorithm(std::size_t slot, const boost::asio::ip:
       if (nodes_[i].tier == tier && !tried.contains(i) && eligible(i)) candidates.push_back(i);
     }
     if (!candidates.empty()) {
-      return static_cast<std::int32_t>(algorithm.pick(PickInput{nodes_, candidates, client}));
+      return static_cast<std::int32_t>(algorithm.pick(PickInput{nodes_, candidates, client, factors}));
     }
   }
   return -1;
+}
+
+std::int32_t Cluster::last_resort(const TriedSet& tried) const {
+  std::int32_t best = -1;
+  std::int64_t best_failed = 0;
+  for (std::uint32_t i = 0; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    const NodeRuntime& rt = *n.runtime;
+    // Only nodes whose one fault is a failed connect: not the operator's or the agent's choice,
+    // not failed checks, not full.
+    if (tried.contains(i) || rt.up() || rt.effective_state() != AdminState::available ||
+        rt.check_down.load(std::memory_order_relaxed) ||
+        rt.agent_down.load(std::memory_order_relaxed) ||
+        (n.max_connections != 0 &&
+         rt.active.load(std::memory_order_relaxed) >= std::int64_t{n.max_connections})) {
+      continue;
+    }
+    const std::int64_t failed = rt.last_failure_ns.load(std::memory_order_relaxed);
+    if (best < 0 || failed < best_failed) {
+      best = static_cast<std::int32_t>(i);
+      best_failed = failed;
+    }
+  }
+  return best;
+}
+
+double Cluster::effective_load_factor(std::uint32_t node, std::int64_t now) const {
+  const Node& n = nodes_[node];
+  const NodeRuntime& rt = *n.runtime;
+  double factor = n.load_factor;
+  const std::uint32_t percent = rt.agent_weight_percent.load(std::memory_order_relaxed);
+  if (percent != 100) factor = factor * static_cast<double>(percent) / 100.0;
+  const std::int64_t ramp_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(config_.slow_start).count();
+  const std::int64_t since = rt.eligible_since_ns.load(std::memory_order_relaxed);
+  if (ramp_ns > 0 && since > 0 && now - since < ramp_ns) {
+    const double elapsed = static_cast<double>(std::max<std::int64_t>(now - since, 0));
+    factor *= 0.1 + 0.9 * elapsed / static_cast<double>(ramp_ns);
+  }
+  return factor;
+}
+
+void Cluster::restart_ramp(std::uint32_t node) {
+  nodes_[node].runtime->eligible_since_ns.store(now_ns(), std::memory_order_relaxed);
+}
+
+void Cluster::on_check(std::uint32_t node, CheckResult result, std::string_view detail) {
+  const auto& health = config_.health;
+  if (!health) return;
+  NodeRuntime& rt = *nodes_[node].runtime;
+  const std::int64_t now = now_ns();
+  rt.last_check.store(result, std::memory_order_relaxed);
+  rt.last_check_ns.store(now, std::memory_order_relaxed);
+  if (result == CheckResult::ok) {
+    rt.checks_failed_in_row.store(0, std::memory_order_relaxed);
+    const std::uint32_t passed = rt.checks_passed_in_row.fetch_add(1, std::memory_order_relaxed) + 1;
+    const bool down = rt.check_down.load(std::memory_order_relaxed) || !rt.up();
+    if (!down || passed < health->rise) return;
+    if (rt.check_down.exchange(false, std::memory_order_relaxed)) {
+      rt.check_changed_ns.store(now, std::memory_order_relaxed);
+      spdlog::info("node {}/{} is up: {} check{} passed", name_, nodes_[node].name, passed,
+                   passed == 1 ? "" : "s");
+    }
+    restart_ramp(node);
+    mark_up(node);
+    return;
+  }
+  rt.check_failures[static_cast<std::size_t>(result)].fetch_add(1, std::memory_order_relaxed);
+  rt.checks_passed_in_row.store(0, std::memory_order_relaxed);
+  const std::uint32_t failed = rt.checks_failed_in_row.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (failed < health->fall || rt.check_down.load(std::memory_order_relaxed)) return;
+  rt.check_down.store(true, std::memory_order_relaxed);
+  rt.check_changed_ns.store(now, std::memory_order_relaxed);
+  spdlog::warn("node {}/{} is down: {} check{} failed, the last by {}{}{}", name_,
+               nodes_[node].name, failed, failed == 1 ? "" : "s", to_string(result),
+               detail.empty() ? "" : ": ", detail);
 }
 
 std::int32_t Cluster::follow_fallover(std::uint32_t from, const TriedSet& tried) const {
@@ -255,8 +344,11 @@ void Cluster::on_connected(std::uint32_t node, std::chrono::nanoseconds connect_
 }
 
 void Cluster::on_failed(std::uint32_t node, FailureReason reason) {
-  nodes_[node].runtime->failures[static_cast<std::size_t>(reason)].fetch_add(
-      1, std::memory_order_relaxed);
+  NodeRuntime& rt = *nodes_[node].runtime;
+  rt.failures[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+  rt.last_failure_ns.store(now_ns(), std::memory_order_relaxed);
+  // With checks, a node down by a failed connect comes back after `rise` passes from now on.
+  if (config_.health) rt.checks_passed_in_row.store(0, std::memory_order_relaxed);
   mark_unavailable(node, reason);
 }
 
@@ -275,6 +367,7 @@ void Cluster::mark_up(std::uint32_t node) {
   // exchange: of several workers seeing the node come back at once, exactly one logs it.
   if (rt.unavailable_since_ns.exchange(0, std::memory_order_relaxed) != 0) {
     rt.next_probe_ns.store(0, std::memory_order_relaxed);
+    rt.eligible_since_ns.store(now_ns(), std::memory_order_relaxed);  // slow start begins
     spdlog::info("node {}/{} is up again", name_, nodes_[node].name);
     if (registry_->observer()) registry_->observer()(name_, nodes_[node].name, rt);
   }
@@ -289,8 +382,14 @@ void Cluster::mark_unavailable(std::uint32_t node, FailureReason reason) {
   std::int64_t expected = 0;
   // Only the transition is logged: a node that is down fails every connection sent its way.
   if (rt.unavailable_since_ns.compare_exchange_strong(expected, now, std::memory_order_relaxed)) {
-    spdlog::warn("node {}/{} unavailable: {}; next probe in {}", name_, nodes_[node].name,
-                 to_string(reason), config::format_duration(config_.retry_interval));
+    if (config_.health) {
+      spdlog::warn("node {}/{} unavailable: {}; back after {} passed check{}", name_,
+                   nodes_[node].name, to_string(reason), config_.health->rise,
+                   config_.health->rise == 1 ? "" : "s");
+    } else {
+      spdlog::warn("node {}/{} unavailable: {}; next probe in {}", name_, nodes_[node].name,
+                   to_string(reason), config::format_duration(config_.retry_interval));
+    }
     if (registry_->observer()) registry_->observer()(name_, nodes_[node].name, rt);
   }
 }

@@ -46,7 +46,8 @@ class RendezvousHash final : public Algorithm {
     for (const std::uint32_t node : in.candidates) {
       const Node& n = in.nodes[node];
       put_le64(message.data() + client_len, n.name_hash);
-      const double score = rendezvous_score(siphash(message.data(), client_len + 8), n.load_factor);
+      const double score = rendezvous_score(siphash(message.data(), client_len + 8),
+                                             in.load_factor(node));
       // Strictly greater: on an exact tie (practically never) the lower index wins, the same in
       // every process.
       if (score > best_score) {

@@ -19,7 +19,7 @@ class LeastConnections final : public Algorithm {
     return least_.pick(in.candidates, [&](std::uint32_t node) {
       const Node& n = in.nodes[node];
       const auto active = n.runtime->active.load(std::memory_order_relaxed);
-      return detail::per_load_factor(static_cast<double>(active), n.load_factor);
+      return detail::per_load_factor(static_cast<double>(active), in.load_factor(node));
     });
   }
 

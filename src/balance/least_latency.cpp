@@ -21,7 +21,7 @@ class LeastLatency final : public Algorithm {
       const auto ewma_us = n.runtime->latency_ewma_us.load(std::memory_order_relaxed);
       // Below any real score (which is >= 0); ties among unmeasured nodes rotate.
       if (ewma_us < 0) return -1.0;
-      return detail::per_load_factor(static_cast<double>(ewma_us), n.load_factor);
+      return detail::per_load_factor(static_cast<double>(ewma_us), in.load_factor(node));
     });
   }
 

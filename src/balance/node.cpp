@@ -20,6 +20,34 @@ std::string_view to_string(FailureReason reason) {
   return "unknown";
 }
 
+std::string_view to_string(CheckResult result) {
+  switch (result) {
+    case CheckResult::timeout:
+      return "timeout";
+    case CheckResult::refused:
+      return "refused";
+    case CheckResult::reset:
+      return "reset";
+    case CheckResult::closed:
+      return "closed";
+    case CheckResult::mismatch:
+      return "mismatch";
+    case CheckResult::ok:
+      return "ok";
+  }
+  return "unknown";
+}
+
+std::optional<double> NodeRuntime::agent_value(std::string_view name,
+                                               std::int64_t fresh_after_ns) const {
+  std::lock_guard lock(agent_mutex);
+  if (agent_values_ns == 0 || agent_values_ns < fresh_after_ns) return std::nullopt;
+  for (const auto& v : agent_values) {
+    if (v.name == name) return v.value;
+  }
+  return std::nullopt;
+}
+
 std::uint64_t stable_name_hash(std::string_view name) {
   // FNV-1a 64: tiny, and fully specified by its constants, so every build agrees on it.
   std::uint64_t hash = 0xcbf29ce484222325ULL;

@@ -35,7 +35,7 @@ class RoundRobin final : public Algorithm {
     bool have_best = false;
     for (const std::uint32_t node : in.candidates) {
       if (node >= current_.size()) continue;  // not a node of the configured cluster
-      const std::int64_t weight = scaled_weight(in.nodes[node].load_factor);
+      const std::int64_t weight = scaled_weight(in.load_factor(node));
       current_[node] += weight;
       total += weight;
       if (!have_best || current_[node] > current_[best] ||

@@ -82,10 +82,15 @@ constexpr std::array<std::string_view, 1> kAdminKeys{"socket"};
 constexpr std::size_t kMaxSocketPath = 107;
 constexpr std::array<std::string_view, 2> kSnmpKeys{"enabled", "agentx"};
 constexpr std::array<std::string_view, 2> kAccessLogKeys{"enabled", "path"};
-constexpr std::array<std::string_view, 9> kClusterKeys{
+constexpr std::array<std::string_view, 12> kClusterKeys{
     "name",           "algorithm",    "connect_timeout",
     "retry_interval", "idle_timeout", "load_rating",
-    "hash_key",       "affinity",     "node"};
+    "hash_key",       "affinity",     "node",
+    "health",         "agent",        "slow_start"};
+constexpr std::array<std::string_view, 9> kHealthKeys{"interval", "timeout",  "rise",
+                                                      "fall",     "send",     "expect",
+                                                      "send_hex", "expect_hex", "port"};
+constexpr std::array<std::string_view, 3> kAgentKeys{"port", "interval", "timeout"};
 constexpr std::array<std::string_view, 4> kAffinityKeys{"enabled", "ttl", "prefix_v4", "prefix_v6"};
 constexpr std::array<std::string_view, 7> kNodeKeys{
     "name", "address", "load_factor", "max_connections", "fallover", "tier", "state"};
@@ -723,6 +728,19 @@ class Loader {
         }
       } else if (k == "node") {
         nodes = &value;
+      } else if (k == "health" || k == "agent") {
+        if (const auto* t = value.as_table(); t == nullptr) {
+          error(value, fmt::format("{} must be a table, written [cluster.{}], got {}", k, k,
+                                   type_name(value)));
+        } else if (k == "health") {
+          cluster.health = read_health(*t);
+        } else {
+          cluster.agent = read_agent(*t);
+        }
+      } else if (k == "slow_start") {
+        if (const auto v = read_duration(value, k, false)) {
+          cluster.slow_start = *v;
+        }
       } else {
         unknown_key(key, "[[cluster]]", kClusterKeys);
       }
@@ -765,6 +783,105 @@ class Loader {
       key[i / 2] = static_cast<std::uint8_t>(key[i / 2] * 16 + digit);
     }
     return key;
+  }
+
+  // [cluster.health]. Text keys and their _hex forms exclude each other; a timeout longer than
+  // the interval would overlap one check with the next.
+  HealthConfig read_health(const toml::table& table) {
+    HealthConfig health;
+    health.pos = to_pos(table.source());
+    const toml::node* send_text = nullptr;
+    const toml::node* send_hex = nullptr;
+    const toml::node* expect_text = nullptr;
+    const toml::node* expect_hex = nullptr;
+    const toml::node* timeout_node = nullptr;
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "interval") {
+        if (const auto v = read_duration(value, k, true)) health.interval = *v;
+      } else if (k == "timeout") {
+        timeout_node = &value;
+        if (const auto v = read_duration(value, k, true)) health.timeout = *v;
+      } else if (k == "rise" || k == "fall") {
+        if (const auto v = read_integer(value, k, 1, 1000)) {
+          (k == "rise" ? health.rise : health.fall) = static_cast<std::uint32_t>(*v);
+        }
+      } else if (k == "send" || k == "expect") {
+        (k == "send" ? send_text : expect_text) = &value;
+        if (auto v = read_string(value, k)) (k == "send" ? health.send : health.expect) = *v;
+      } else if (k == "send_hex" || k == "expect_hex") {
+        (k == "send_hex" ? send_hex : expect_hex) = &value;
+        if (auto v = read_string(value, k)) {
+          if (auto bytes = read_hex_bytes(value, k, *v)) {
+            (k == "send_hex" ? health.send : health.expect) = std::move(*bytes);
+          }
+        }
+      } else if (k == "port") {
+        if (const auto v = read_integer(value, k, 0, 65535)) {
+          health.port = static_cast<std::uint16_t>(*v);
+        }
+      } else {
+        unknown_key(key, "[cluster.health]", kHealthKeys);
+      }
+    }
+    if (send_text != nullptr && send_hex != nullptr) {
+      error(*send_hex, "send_hex and send exclude each other; keep one");
+    }
+    if (expect_text != nullptr && expect_hex != nullptr) {
+      error(*expect_hex, "expect_hex and expect exclude each other; keep one");
+    }
+    if (timeout_node != nullptr && health.timeout && *health.timeout > health.interval) {
+      error(*timeout_node, fmt::format("timeout ({}) must not be longer than interval ({})",
+                                       format_duration(*health.timeout),
+                                       format_duration(health.interval)));
+    }
+    return health;
+  }
+
+  // Hex digits, two per byte (upper or lower case); reports and returns nullopt otherwise.
+  std::optional<std::string> read_hex_bytes(const toml::node& node, std::string_view key,
+                                            std::string_view hex) {
+    if (hex.empty() || hex.size() % 2 != 0) {
+      error(node, fmt::format("{} must be an even, non-zero number of hex digits, got {}", key,
+                              hex.size()));
+      return std::nullopt;
+    }
+    std::string bytes;
+    for (std::size_t i = 0; i < hex.size(); i += 2) {
+      const int high = hex_value(hex[i]);
+      const int low = hex_value(hex[i + 1]);
+      if (high < 0 || low < 0) {
+        error(node, fmt::format("{}: '{}' at offset {} is not a hex digit", key,
+                                high < 0 ? hex[i] : hex[i + 1], high < 0 ? i : i + 1));
+        return std::nullopt;
+      }
+      bytes.push_back(static_cast<char>(high * 16 + low));
+    }
+    return bytes;
+  }
+
+  // [cluster.agent]: port is required.
+  AgentConfig read_agent(const toml::table& table) {
+    AgentConfig agent;
+    agent.pos = to_pos(table.source());
+    bool has_port = false;
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "port") {
+        has_port = true;
+        if (const auto v = read_integer(value, k, 1, 65535)) {
+          agent.port = static_cast<std::uint16_t>(*v);
+        }
+      } else if (k == "interval") {
+        if (const auto v = read_duration(value, k, true)) agent.interval = *v;
+      } else if (k == "timeout") {
+        if (const auto v = read_duration(value, k, true)) agent.timeout = *v;
+      } else {
+        unknown_key(key, "[cluster.agent]", kAgentKeys);
+      }
+    }
+    if (!has_port) missing_key(table, "[cluster.agent]", "port");
+    return agent;
   }
 
   void read_affinity(const toml::table& table, AffinityConfig& affinity) {

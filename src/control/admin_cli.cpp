@@ -996,6 +996,32 @@ const json::array* array_of(const json::object& object, std::string_view key) {
   return value == nullptr ? nullptr : value->if_array();
 }
 
+// Issue 12 columns of a node: STATE shows the agent's state next to the operator's when they
+// differ, UP says why a node is out (failed checks, agent down), LOAD shows the factor in force
+// when the agent or slow start changes it.
+void describe_health(const json::object& n, std::string& state, std::string& up,
+                     std::string& load) {
+  const json::value* agent = member(n, "agent");
+  if (agent != nullptr && agent->is_object()) {
+    const auto& a = agent->as_object();
+    if (string_of(a, "state") != "available") state += " (agent: " + string_of(a, "state") + ")";
+    if (bool_of(a, "down")) up = "agent down";
+  }
+  const json::value* check = member(n, "check");
+  if (check != nullptr && check->is_object()) {
+    const auto& c = check->as_object();
+    if (bool_of(c, "down")) {
+      up = "check " + string_of(c, "last_result") + " since " + string_of(c, "last_change");
+    }
+  }
+  const std::string in_force = number_of(n, "effective_load_factor");
+  if (in_force != "-" && in_force != load) load = in_force + "/" + load;
+  const json::value* ramp = member(n, "slow_start");
+  if (ramp != nullptr && ramp->is_object()) {
+    load += " (ramp " + number_of(ramp->as_object(), "remaining_ms") + " ms)";
+  }
+}
+
 }  // namespace
 
 std::string format_status(const boost::json::object& status) {
@@ -1025,12 +1051,15 @@ std::string format_status(const boost::json::object& status) {
         for (const auto& node_item : *nodes) {
           if (!node_item.is_object()) continue;
           const auto& n = node_item.as_object();
-          const std::string up =
+          std::string up =
               bool_of(n, "up") ? std::string("up") : "down since " + string_of(n, "since");
           const std::string max = number_of(n, "max_connections");
-          rows.push_back({string_of(n, "name"), string_of(n, "address"), string_of(n, "state"), up,
+          std::string state = string_of(n, "state");
+          std::string load = number_of(n, "load_factor");
+          describe_health(n, state, up, load);
+          rows.push_back({string_of(n, "name"), string_of(n, "address"), state, up,
                           number_of(n, "active"), number_of(n, "total"), number_of(n, "failures"),
-                          number_of(n, "failovers"), number_of(n, "load_factor"),
+                          number_of(n, "failovers"), load,
                           max == "0" ? std::string("-") : max, number_of(n, "tier"),
                           string_of(n, "fallover")});
         }

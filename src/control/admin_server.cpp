@@ -10,6 +10,7 @@
 #include <exception>
 #include <initializer_list>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <tuple>
@@ -223,6 +224,48 @@ json::value since_value(std::int64_t since_ns) {
                     std::chrono::duration_cast<std::chrono::system_clock::duration>(age);
   return json::value(
       format_utc(std::chrono::duration_cast<std::chrono::seconds>(wall.time_since_epoch()).count()));
+}
+
+// Remaining slow-start ramp of a node, in ms, or null when it is at full weight.
+json::value slow_start_value(const balance::Cluster& cluster, const balance::NodeRuntime& rt,
+                             std::int64_t now) {
+  const auto ramp = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        cluster.config().slow_start).count();
+  const std::int64_t since = rt.eligible_since_ns.load(std::memory_order_relaxed);
+  if (ramp <= 0 || since == 0 || now - since >= ramp) return nullptr;
+  return json::object{{"remaining_ms", (ramp - (now - since)) / 1'000'000}};
+}
+
+// [cluster.health] state of a node for status: null without checks.
+json::value check_value(const balance::Cluster& cluster, const balance::NodeRuntime& rt) {
+  if (!cluster.config().health) return nullptr;
+  const bool checked = rt.last_check_ns.load(std::memory_order_relaxed) != 0;
+  return json::object{
+      {"down", rt.check_down.load(std::memory_order_relaxed)},
+      {"last_result", checked ? json::value(balance::to_string(rt.last_check.load(
+                                    std::memory_order_relaxed)))
+                              : json::value(nullptr)},
+      {"last_change", since_value(rt.check_changed_ns.load(std::memory_order_relaxed))},
+      {"passed_in_row", rt.checks_passed_in_row.load(std::memory_order_relaxed)},
+      {"failed_in_row", rt.checks_failed_in_row.load(std::memory_order_relaxed)}};
+}
+
+// [cluster.agent] state of a node for status: null without an agent.
+json::value agent_value(const balance::Cluster& cluster, const balance::NodeRuntime& rt) {
+  if (!cluster.config().agent) return nullptr;
+  json::object values;
+  std::int64_t reported_ns = 0;
+  {
+    std::lock_guard lock(rt.agent_mutex);
+    for (const auto& v : rt.agent_values) values[v.name] = v.value;
+    reported_ns = rt.agent_values_ns;
+  }
+  return json::object{
+      {"state", config::to_string(rt.agent_state.load(std::memory_order_relaxed))},
+      {"down", rt.agent_down.load(std::memory_order_relaxed)},
+      {"weight_percent", rt.agent_weight_percent.load(std::memory_order_relaxed)},
+      {"values", std::move(values)},
+      {"reported", since_value(reported_ns)}};
 }
 
 std::string names_of(const balance::Cluster& cluster) {
@@ -529,7 +572,9 @@ boost::json::object admin_status(Runtime& runtime) {
     if (found == snapshot->clusters.end()) continue;
     const balance::Cluster& cluster = *found->second;
     json::array nodes;
-    for (const auto& node : cluster.nodes()) {
+    const std::int64_t now = steady_now_ns();
+    for (std::uint32_t index = 0; index < cluster.nodes().size(); ++index) {
+      const auto& node = cluster.nodes()[index];
       const balance::NodeRuntime& rt = *node.runtime;
       const std::int64_t since = rt.unavailable_since_ns.load(std::memory_order_relaxed);
       json::value fallover = nullptr;
@@ -549,7 +594,14 @@ boost::json::object admin_status(Runtime& runtime) {
           {"load_factor", node.load_factor},
           {"max_connections", node.max_connections},
           {"tier", node.tier},
-          {"fallover", std::move(fallover)}});
+          {"fallover", std::move(fallover)},
+          // Issue 12: the state in force (operator's or agent's, the more restrictive), the
+          // load factor the algorithm uses now (agent percent, slow start), checks and agent.
+          {"effective_state", config::to_string(rt.effective_state())},
+          {"effective_load_factor", cluster.effective_load_factor(index, now)},
+          {"slow_start", slow_start_value(cluster, rt, now)},
+          {"check", check_value(cluster, rt)},
+          {"agent", agent_value(cluster, rt)}});
     }
     clusters.push_back(json::object{{"name", cfg.name},
                                     {"algorithm", cfg.algorithm},

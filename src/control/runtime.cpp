@@ -17,7 +17,9 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "protobalance/balance/agent.hpp"
 #include "protobalance/balance/algorithm.hpp"
+#include "protobalance/balance/health_check.hpp"
 #include "protobalance/config/duration.hpp"
 #include "protobalance/control/admin_server.hpp"
 #include "protobalance/control/notify.hpp"
@@ -56,6 +58,25 @@ std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// Whether [cluster.health], [cluster.agent] or slow_start differ between two versions of a
+// cluster (positions in the file aside).
+bool node_health_differs(const config::ClusterConfig& a, const config::ClusterConfig& b) {
+  if (a.slow_start != b.slow_start || a.health.has_value() != b.health.has_value() ||
+      a.agent.has_value() != b.agent.has_value()) {
+    return true;
+  }
+  if (a.health) {
+    const auto& x = *a.health;
+    const auto& y = *b.health;
+    if (x.interval != y.interval || x.timeout != y.timeout || x.rise != y.rise ||
+        x.fall != y.fall || x.send != y.send || x.expect != y.expect || x.port != y.port) {
+      return true;
+    }
+  }
+  return a.agent && (a.agent->port != b.agent->port || a.agent->interval != b.agent->interval ||
+                     a.agent->timeout != b.agent->timeout);
 }
 
 }  // namespace
@@ -315,6 +336,7 @@ void Runtime::start() {
   // (nothing to reload, no state_dir an operator chose).
   if (!config_->file.empty()) admin_ = AdminServer::start(*this, *config_);
   for (const auto& [name, group] : listeners_) start_group(group);
+  registry_.mark_started();  // nodes added by a reload from now on begin with slow start
   start_prober();
   schedule_affinity_sweep();
   for (auto& worker : workers_) worker->start();
@@ -357,6 +379,9 @@ std::vector<std::string> describe_changes(const config::Config& before, const co
         old->retry_interval != c.retry_interval || old->idle_timeout != c.idle_timeout ||
         old->load_rating != c.load_rating || old->hash_key != c.hash_key) {
       changes.push_back(fmt::format("cluster {} settings changed", c.name));
+    }
+    if (node_health_differs(*old, c)) {
+      changes.push_back(fmt::format("cluster {} health checks, agent or slow start changed", c.name));
     }
     const config::AffinityConfig& oa = old->affinity;
     const config::AffinityConfig& na = c.affinity;
@@ -557,6 +582,8 @@ asio::awaitable<void> Runtime::probe_loop() {
     const auto current = snapshot();
     for (const auto& [name, cluster] : current->clusters) {
       const auto& cfg = cluster->config();
+      start_node_loops(cluster);
+      if (cfg.health) continue;  // its checks bring nodes back, not plain probes
       for (std::uint32_t i = 0; i < cluster->nodes().size(); ++i) {
         auto& runtime = *cluster->nodes()[i].runtime;
         if (runtime.up() || runtime.next_probe_ns.load(std::memory_order_relaxed) > now) continue;
@@ -580,6 +607,169 @@ asio::awaitable<void> Runtime::probe_loop() {
   }
 }
 
+void Runtime::start_node_loops(const std::shared_ptr<balance::Cluster>& cluster) {
+  const auto& cfg = cluster->config();
+  if (!cfg.health && !cfg.agent) return;
+  const auto& nodes = cluster->nodes();
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const auto& node = nodes[i];
+    // A loop that ended by an exception logs it; its flag stays set so that it is not
+    // restarted in a tight cycle.
+    const auto log_escape = [](std::exception_ptr error) {
+      if (!error) return;
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        spdlog::error("node check loop ended: {}", e.what());
+      }
+    };
+    if (cfg.health && !node.runtime->checker_running.load() &&
+        !node.runtime->checker_running.exchange(true)) {
+      asio::co_spawn(workers_.front()->context(),
+                     check_loop(cluster->name(), node.name, node.runtime,
+                                balance::check_offset(i, nodes.size(), cfg.health->interval)),
+                     log_escape);
+    }
+    if (cfg.agent && !node.runtime->agent_running.load() &&
+        !node.runtime->agent_running.exchange(true)) {
+      asio::co_spawn(workers_.front()->context(),
+                     agent_loop(cluster->name(), node.name, node.runtime,
+                                balance::check_offset(i, nodes.size(), cfg.agent->interval)),
+                     log_escape);
+    }
+  }
+}
+
+asio::awaitable<void> Runtime::check_loop(std::string cluster_name, std::string node_name,
+                                          std::shared_ptr<balance::NodeRuntime> runtime,
+                                          std::chrono::milliseconds delay) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(delay);
+    if (auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable)); ec) break;
+    // Looked up every round: a reload may have changed the node, the checks, or removed them.
+    const auto current = snapshot();
+    const auto found = current->clusters.find(cluster_name);
+    if (found == current->clusters.end() || !found->second->config().health) break;
+    const auto cluster = found->second;
+    const std::int32_t index = cluster->find(node_name);
+    if (index < 0) break;
+    const auto& node = cluster->nodes()[static_cast<std::uint32_t>(index)];
+    if (node.runtime != runtime) break;
+    const auto& cfg = cluster->config();
+    const auto& health = *cfg.health;
+
+    balance::CheckTarget target;
+    target.endpoint = node.endpoint;
+    if (health.port != 0) target.endpoint.port(health.port);
+    target.timeout = std::min(health.timeout.value_or(cfg.connect_timeout), health.interval);
+    // Hook: a node with proxy_protocol set gets its PROXY LOCAL header here (target.preamble).
+    target.send = health.send;
+    target.expect = health.expect;
+    const auto outcome = co_await balance::run_check(std::move(target));
+    cluster->on_check(static_cast<std::uint32_t>(index), outcome.result, outcome.detail);
+    delay = health.interval;
+  }
+  // Checks switched off by a reload (or the node removed): their verdict no longer holds.
+  runtime->check_down.store(false);
+  runtime->checks_passed_in_row.store(0);
+  runtime->checks_failed_in_row.store(0);
+  runtime->checker_running.store(false);
+}
+
+asio::awaitable<void> Runtime::agent_loop(std::string cluster_name, std::string node_name,
+                                          std::shared_ptr<balance::NodeRuntime> runtime,
+                                          std::chrono::milliseconds delay) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  std::string problem;  // the last failure logged, so that each change is logged once
+  for (;;) {
+    timer.expires_after(delay);
+    if (auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable)); ec) break;
+    const auto current = snapshot();
+    const auto found = current->clusters.find(cluster_name);
+    if (found == current->clusters.end() || !found->second->config().agent) break;
+    const auto cluster = found->second;
+    const std::int32_t index = cluster->find(node_name);
+    if (index < 0) break;
+    const auto& node = cluster->nodes()[static_cast<std::uint32_t>(index)];
+    if (node.runtime != runtime) break;
+    const auto& agent = *cluster->config().agent;
+    delay = agent.interval;
+
+    auto endpoint = node.endpoint;
+    endpoint.port(agent.port);
+    const auto line = co_await balance::read_agent_line(endpoint, agent.timeout);
+    std::string failure;
+    balance::AgentReply reply;
+    if (line.result != balance::CheckResult::ok) {
+      failure = fmt::format("no reply ({}{}{})", balance::to_string(line.result),
+                            line.detail.empty() ? "" : ": ", line.detail);
+    } else {
+      reply = balance::parse_agent_reply(line.line);
+      if (!reply.error.empty()) {
+        failure = fmt::format("garbled reply \"{}\": {}", balance::printable(line.line),
+                              reply.error);
+      }
+    }
+    if (!failure.empty()) {
+      // The last good values stay for three intervals (see min_load.cpp); the states stay.
+      if (failure != problem) {
+        spdlog::warn("node {}/{}: agent: {}", cluster_name, node_name, failure);
+        problem = failure;
+      }
+      continue;
+    }
+    if (!problem.empty()) {
+      spdlog::info("node {}/{}: agent answers again: \"{}\"", cluster_name, node_name,
+                   balance::printable(line.line));
+      problem.clear();
+    }
+    const auto node_index = static_cast<std::uint32_t>(index);
+    if (reply.up) {
+      const bool was_down = runtime->agent_down.exchange(!*reply.up);
+      if (was_down != !*reply.up) {
+        spdlog::info("node {}/{}: agent says {}", cluster_name, node_name, *reply.up ? "up" : "down");
+        if (*reply.up) cluster->restart_ramp(node_index);
+      }
+    }
+    if (reply.state) {
+      const auto previous = runtime->agent_state.exchange(*reply.state);
+      if (previous != *reply.state) {
+        spdlog::info("node {}/{}: agent state {} -> {}", cluster_name, node_name,
+                     config::to_string(previous), config::to_string(*reply.state));
+        if (*reply.state == config::AdminState::available) cluster->restart_ramp(node_index);
+        if (*reply.state == config::AdminState::offline) close_node_sessions(runtime.get());
+      }
+    }
+    if (reply.weight_percent) runtime->agent_weight_percent.store(*reply.weight_percent);
+    {
+      std::lock_guard lock(runtime->agent_mutex);
+      runtime->agent_values = std::move(reply.values);
+      runtime->agent_values_ns = now_ns();
+    }
+  }
+  // The agent switched off by a reload (or the node removed): what it said no longer holds.
+  runtime->agent_down.store(false);
+  runtime->agent_state.store(config::AdminState::available);
+  runtime->agent_weight_percent.store(100);
+  {
+    std::lock_guard lock(runtime->agent_mutex);
+    runtime->agent_values.clear();
+    runtime->agent_values_ns = 0;
+  }
+  runtime->agent_running.store(false);
+}
+
+void Runtime::close_node_sessions(const balance::NodeRuntime* target) {
+  for (auto& worker : workers_) {
+    asio::post(worker->context(), [w = worker.get(), target] {
+      // Available again before this ran: its new sessions are welcome.
+      if (target->effective_state() != config::AdminState::offline) return;
+      w->close_sessions([target](const net::SessionEntry& e) { return e.node_runtime == target; });
+    });
+  }
+}
+
 bool Runtime::set_node_state(const std::string& cluster_name, const std::string& node_name,
                              config::AdminState state) {
   const auto current = snapshot();
@@ -592,21 +782,14 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
   if (previous != state) {
     spdlog::info("node {}/{}: {} -> {}", cluster_name, node_name, config::to_string(previous),
                  config::to_string(state));
+    // Back in service: slow start, if configured, ramps its share up.
+    if (state == config::AdminState::available) it->second->restart_ramp(static_cast<std::uint32_t>(index));
   }
   if (store_) {
     store_->enqueue(affinity::PutAdminState{cluster_name, node_name,
                                             std::string(config::to_string(state))});
   }
-  if (state == config::AdminState::offline) {
-    const balance::NodeRuntime* target = node.runtime.get();
-    for (auto& worker : workers_) {
-      asio::post(worker->context(), [w = worker.get(), target] {
-        // Set available again before this ran: its new sessions are welcome.
-        if (target->admin_state.load() != config::AdminState::offline) return;
-        w->close_sessions([target](const net::SessionEntry& e) { return e.node_runtime == target; });
-      });
-    }
-  }
+  if (state == config::AdminState::offline) close_node_sessions(node.runtime.get());
   return true;
 }
 

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <limits>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -108,8 +109,18 @@ struct NodeFamilies {
                               MetricType::Gauge);
   MetricFamily up = family("node_up",
                            "1 when the node is considered reachable, 0 while it is marked "
-                           "unavailable after a failed connection and until a probe connects.",
+                           "unavailable after a failed connection (until a probe, a check or a "
+                           "client connects), down by failed health checks, or down by its agent.",
                            MetricType::Gauge);
+  MetricFamily check_failures =
+      family("node_check_failures_total",
+             "Failed active health checks of the node ([cluster.health]), by reason (timeout, "
+             "refused, reset, closed, mismatch).",
+             MetricType::Counter);
+  MetricFamily agent_values = family("node_agent_value",
+                                     "The last good name=value figures the node's agent reported "
+                                     "([cluster.agent]), by name.",
+                                     MetricType::Gauge);
   MetricFamily failovers = family("failovers_total",
                                   "Client connections that failed on this node before any byte "
                                   "and were retried on another node.",
@@ -138,13 +149,26 @@ struct NodeFamilies {
       add_gauge(latency, labels, static_cast<double>(ewma) / 1e6);
     }
     add_gauge(state, labels, static_cast<double>(static_cast<int>(rt.admin_state.load(kRelaxed))));
-    add_gauge(up, labels, rt.up() ? 1.0 : 0.0);
+    const bool is_up = rt.up() && !rt.check_down.load(kRelaxed) && !rt.agent_down.load(kRelaxed);
+    add_gauge(up, labels, is_up ? 1.0 : 0.0);
+    for (std::size_t i = 0; i < balance::kCheckFailureReasons; ++i) {
+      add_counter(check_failures,
+                  with("reason", balance::to_string(static_cast<balance::CheckResult>(i))),
+                  as_double(rt.check_failures[i].load(kRelaxed)));
+    }
+    {
+      std::lock_guard lock(rt.agent_mutex);
+      for (const auto& value : rt.agent_values) {
+        add_gauge(agent_values, with("name", value.name), value.value);
+      }
+    }
     add_counter(failovers, labels, as_double(rt.failovers.load(kRelaxed)));
   }
 
   void move_into(std::vector<MetricFamily>& out) {
     for (MetricFamily* f :
-         {&active, &total, &failures, &bytes, &connect, &latency, &state, &up, &failovers}) {
+         {&active, &total, &failures, &bytes, &connect, &latency, &state, &up, &failovers,
+          &check_failures, &agent_values}) {
       out.push_back(std::move(*f));
     }
   }

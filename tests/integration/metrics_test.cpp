@@ -36,7 +36,9 @@ const std::string kSourceDir = PB_SOURCE_DIR;
 // Metrics that the exporter reports only once main.cpp hands it their source
 // (metrics::ExtraSources); the unit tests check them with every source set.
 // Exported only when its feature is on ([access_log] enabled), which the patterns here leave off.
-const std::set<std::string> kSourcedMetrics = {"protobalance_access_log_records_total"};
+const std::set<std::string> kSourcedMetrics = {"protobalance_access_log_records_total",
+                                               // only once an agent reported ([cluster.agent])
+                                               "protobalance_node_agent_value"};
 
 // Polls `condition` every 20 ms until it holds or the deadline passes; returns whether it held.
 template <typename Condition>

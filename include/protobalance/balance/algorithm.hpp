@@ -20,11 +20,20 @@ struct PickInput {
   std::span<const Node> nodes;                  // all nodes of the cluster
   std::span<const std::uint32_t> candidates;    // indexes into nodes; non-empty, ascending
   const boost::asio::ip::address& client;       // the client's address
+  // Effective load factor per node (configured x agent percent x slow-start ramp), indexed like
+  // nodes; empty = the configured ones.
+  std::span<const double> load_factors = {};
+
+  double load_factor(std::uint32_t node) const {
+    return node < load_factors.size() ? load_factors[node] : nodes[node].load_factor;
+  }
 };
 
 // A load-balancing algorithm: picks one candidate node for a new connection. One instance exists
-// per worker thread, so an implementation may keep mutable state without locks or atomics; it
-// must not allocate in pick(). Reading NodeRuntime counters (relaxed) is allowed.
+// per cluster, shared by every worker thread: Cluster calls pick() under its lock, so an
+// implementation may keep mutable state without locks or atomics (and the sequence is that of
+// one balancer); it must not allocate in pick(). Reading NodeRuntime counters (relaxed) is
+// allowed.
 class Algorithm {
  public:
   virtual ~Algorithm() = default;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,6 +28,11 @@ class NodeRegistry {
                                    AdminState initial);
   // The state for (cluster, node) if it exists, else null.
   std::shared_ptr<NodeRuntime> find(const std::string& cluster, const std::string& node);
+  // From now on, new entries are nodes added by a reload: they begin their slow start.
+  void mark_started() {
+    std::lock_guard lock(mutex_);
+    started_ = true;
+  }
   // Drops entries whose (cluster, node) is not in cfg (their live connections keep their own
   // shared_ptr).
   void retain(const config::Config& cfg);
@@ -41,6 +47,7 @@ class NodeRegistry {
  private:
   AvailabilityObserver observer_;  // set before any Cluster is built
   std::mutex mutex_;
+  bool started_ = false;  // guarded by mutex_
   std::map<std::pair<std::string, std::string>, std::shared_ptr<NodeRuntime>> nodes_;
 };
 
@@ -56,12 +63,14 @@ class TriedSet {
   std::vector<std::uint64_t> big_;
 };
 
-// A cluster as the current configuration describes it: its nodes, one algorithm instance per
-// worker thread, and the node-choice rules (eligibility, tiers, fall-over chains, overflow).
-// Immutable after construction except for the per-worker algorithm state, which only its own
-// worker touches.
+// A cluster as the current configuration describes it: its nodes, one algorithm instance shared
+// by every worker thread (so that the sequence is that of one balancer), and the node-choice
+// rules (eligibility, tiers, fall-over chains, overflow, last resort). Immutable after
+// construction except for the algorithm state, which is touched only under pick_mutex_.
 class Cluster {
  public:
+  // `workers` (and choose()'s `worker`) are kept for the callers; every worker shares one
+  // algorithm, so neither changes anything.
   Cluster(const config::ClusterConfig& cfg, NodeRegistry& registry, unsigned workers,
           std::uint64_t seed);
 
@@ -74,6 +83,9 @@ class Cluster {
   // `worker`. `preferred` (-1 = none) is the client's affinity node, or the node whose connect
   // just failed: taken when untried and eligible, else its fall-over chain is followed before
   // the algorithm picks. Nodes in `tried` are skipped; the chosen one is added to it.
+  // When no eligible node is left, the unavailable ones (failed client connects, not failed
+  // checks) are tried as a last resort, least recently failed first: a client connection is a
+  // probe too, and on_connected() brings the node back at once.
   // On success the node's slot is taken (active + 1) and its index returned; the caller must
   // call release() exactly once for it. Returns -1 when no node can take the connection.
   std::int32_t choose(unsigned worker, const boost::asio::ip::address& client, TriedSet& tried,
@@ -81,8 +93,22 @@ class Cluster {
   // Gives back the slot taken by choose() (connection failed or ended).
   void release(std::uint32_t node);
 
-  // True when the node can take a new connection now: available, up, below max_connections.
+  // True when the node can take a new connection now: available (operator and agent), up, not
+  // down by checks or agent, below max_connections.
   bool eligible(std::uint32_t node) const;
+
+  // The node's load factor as the algorithms use it now: configured x agent percent x slow-start
+  // ramp (10% to 100% over slow_start after the node became eligible again).
+  double effective_load_factor(std::uint32_t node, std::int64_t now_ns) const;
+
+  // Result of an active health check ([cluster.health]) of the node: counts passes and
+  // failures in a row; `fall` failures mark it down, `rise` passes bring it back (also from a
+  // failed client connect). `detail` says what came back, for the log line of a transition.
+  void on_check(std::uint32_t node, CheckResult result, std::string_view detail);
+
+  // Records that the node became eligible again now (slow start begins), e.g. after an operator
+  // set it available.
+  void restart_ramp(std::uint32_t node);
 
   // Outcome of a connect attempt: success records latency and marks the node up; failure
   // counts the reason and marks it unavailable until the next probe (now + retry_interval).
@@ -94,9 +120,10 @@ class Cluster {
  private:
   std::int32_t follow_fallover(std::uint32_t from, const TriedSet& tried) const;
   bool try_acquire(std::uint32_t node);
+  // The untried node that failed least recently among those a client may still try.
+  std::int32_t last_resort(const TriedSet& tried) const;
   // Step (b) of choose(): the algorithm over the lowest tier with an eligible untried node.
-  std::int32_t pick_by_algorithm(std::size_t slot, const boost::asio::ip::address& client,
-                                 const TriedSet& tried);
+  std::int32_t pick_by_algorithm(const boost::asio::ip::address& client, const TriedSet& tried);
   void mark_up(std::uint32_t node);
   void mark_unavailable(std::uint32_t node, FailureReason reason);
 
@@ -104,8 +131,13 @@ class Cluster {
   const NodeRegistry* registry_;
   config::ClusterConfig config_;
   std::vector<Node> nodes_;
-  std::vector<std::unique_ptr<Algorithm>> algorithms_;        // one per worker
-  std::vector<std::vector<std::uint32_t>> scratch_;            // one candidate buffer per worker
+  // One algorithm for all workers, with its candidate and load-factor buffers: a pick is a short
+  // critical section without allocation.
+  std::mutex pick_mutex_;
+  std::unique_ptr<Algorithm> algorithm_;
+  std::vector<std::uint32_t> candidates_;
+  std::vector<double> load_factors_;
+  bool dynamic_load_factors_ = false;  // agent or slow start configured
 };
 
 }  // namespace pb::balance

@@ -4,9 +4,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <algorithm>
 #include <memory>
+#include <optional>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "protobalance/config/config.hpp"
 
@@ -19,6 +24,17 @@ using Clock = std::chrono::steady_clock;
 enum class FailureReason : std::uint8_t { refused, timeout, reset, closed, unreachable };
 inline constexpr std::size_t kFailureReasons = 5;
 std::string_view to_string(FailureReason reason);
+
+// Why an active health check failed ([cluster.health]); `ok` when it passed.
+enum class CheckResult : std::uint8_t { timeout, refused, reset, closed, mismatch, ok };
+inline constexpr std::size_t kCheckFailureReasons = 5;  // every value before `ok`
+std::string_view to_string(CheckResult result);
+
+// One value a node's agent reported (name=value), for the load_rating expression.
+struct AgentValue {
+  std::string name;
+  double value = 0.0;
+};
 
 // A 64-bit hash of a node name that is the same in every process and on every platform
 // (FNV-1a), so that balancers sharing a hash_key agree on rendezvous scores.
@@ -48,7 +64,44 @@ struct alignas(64) NodeRuntime {
   std::array<std::atomic<std::uint64_t>, kConnectBuckets.size() + 1> connect_buckets{};
   std::atomic<std::uint64_t> connect_time_sum_us{0};
 
+  // Steady-clock time of the last failed client connect (0 = never): the last-resort tries go
+  // to the node that failed least recently first.
+  std::atomic<std::int64_t> last_failure_ns{0};
+
+  // Active health checks ([cluster.health]). Written by the one checker of the node; read by
+  // everyone. check_down is set after `fall` failed checks in a row and cleared after `rise`
+  // passed ones; a node down by its checks takes no client, not even as a last resort.
+  std::atomic<bool> check_down{false};
+  std::atomic<std::uint32_t> checks_passed_in_row{0};
+  std::atomic<std::uint32_t> checks_failed_in_row{0};
+  std::atomic<CheckResult> last_check{CheckResult::ok};
+  std::atomic<std::int64_t> last_check_ns{0};     // 0 = never checked
+  std::atomic<std::int64_t> check_changed_ns{0};  // last change of check_down, 0 = never
+  std::array<std::atomic<std::uint64_t>, kCheckFailureReasons> check_failures{};
+  std::atomic<bool> checker_running{false};  // one check loop per node, see control::Runtime
+
+  // Agent ([cluster.agent]): the node's own word on its state, next to the operator's
+  // admin_state (the more restrictive of the two applies), its weight in percent of the
+  // configured load factor, and its name=value figures.
+  std::atomic<AdminState> agent_state{AdminState::available};
+  std::atomic<bool> agent_down{false};
+  std::atomic<std::uint32_t> agent_weight_percent{100};
+  std::atomic<bool> agent_running{false};
+  mutable std::mutex agent_mutex;                    // guards the two below (rarely contended)
+  std::vector<AgentValue> agent_values;              // last good report
+  std::int64_t agent_values_ns = 0;                  // when it came, 0 = never
+
+  // Slow start: when the node last became eligible again (steady ns); 0 = at full weight.
+  std::atomic<std::int64_t> eligible_since_ns{0};
+
   std::uint64_t failures_total() const;
+  // The admin state in force: the more restrictive of the operator's and the agent's.
+  AdminState effective_state() const {
+    return std::max(admin_state.load(std::memory_order_relaxed),
+                    agent_state.load(std::memory_order_relaxed));
+  }
+  // The agent's value `name` if reported at or after `fresh_after_ns`.
+  std::optional<double> agent_value(std::string_view name, std::int64_t fresh_after_ns) const;
   // Counts one connect time into the histogram.
   void record_connect_time(std::chrono::nanoseconds elapsed);
   bool up() const { return unavailable_since_ns.load(std::memory_order_relaxed) == 0; }

@@ -50,6 +50,26 @@ struct AffinityConfig {
   std::uint8_t prefix_v6 = 64;
 };
 
+// [cluster.health]: active checks of every node (see docs/operations.md, "Node health").
+struct HealthConfig {
+  Duration interval = std::chrono::seconds(2);
+  std::optional<Duration> timeout;  // unset = the cluster's connect_timeout
+  std::uint32_t rise = 2;           // consecutive successes to come back
+  std::uint32_t fall = 3;           // consecutive failures to go down
+  std::string send;                 // bytes sent after connecting (send or send_hex)
+  std::string expect;               // bytes the reply must contain (expect or expect_hex)
+  std::uint16_t port = 0;           // 0 = the node's own port
+  SourcePos pos;                    // of the [cluster.health] table
+};
+
+// [cluster.agent]: an agent on each node's host reports the node's state and load.
+struct AgentConfig {
+  std::uint16_t port = 0;  // required
+  Duration interval = std::chrono::seconds(5);
+  Duration timeout = std::chrono::seconds(1);
+  SourcePos pos;  // of the [cluster.agent] table
+};
+
 struct ClusterConfig {
   std::string name;
   std::string algorithm = "round_robin";
@@ -59,6 +79,9 @@ struct ClusterConfig {
   std::string load_rating = "connections / load_factor";
   std::optional<std::array<std::uint8_t, 16>> hash_key;
   AffinityConfig affinity;
+  std::optional<HealthConfig> health;  // no table = plain retry probes
+  std::optional<AgentConfig> agent;
+  Duration slow_start{0};  // 0 = a node back in service takes its full share at once
   std::vector<NodeConfig> nodes;
   SourcePos pos;  // of the [[cluster]] table
   SourcePos algorithm_pos;

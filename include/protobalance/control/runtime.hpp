@@ -132,6 +132,20 @@ class Runtime {
   void schedule_affinity_sweep();
   void start_prober();
   boost::asio::awaitable<void> probe_loop();
+  // Starts the check and agent loops of nodes that have none yet (see check_loop/agent_loop).
+  void start_node_loops(const std::shared_ptr<balance::Cluster>& cluster);
+  // [cluster.health]: checks one node every interval, first after `delay`; ends when the node
+  // or the cluster's [cluster.health] is gone from the configuration.
+  boost::asio::awaitable<void> check_loop(std::string cluster, std::string node,
+                                          std::shared_ptr<balance::NodeRuntime> runtime,
+                                          std::chrono::milliseconds delay);
+  // [cluster.agent]: asks one node's agent every interval, likewise.
+  boost::asio::awaitable<void> agent_loop(std::string cluster, std::string node,
+                                          std::shared_ptr<balance::NodeRuntime> runtime,
+                                          std::chrono::milliseconds delay);
+  // Closes the live connections to a node on every worker (node offline), unless the node is
+  // available again when a worker gets to it.
+  void close_node_sessions(const balance::NodeRuntime* target);
   void begin_stop();
   void finish_stop();
   void retry_admin_api();

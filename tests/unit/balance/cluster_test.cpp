@@ -1,5 +1,7 @@
 #include "protobalance/balance/cluster.hpp"
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -277,8 +279,9 @@ TEST(Cluster, EachNodeIsTriedOncePerConnection) {
   EXPECT_EQ(cluster.choose(0, kClient, tried), -1);
 }
 
-TEST(Cluster, AllNodesDownGivesNoNode) {
-  // Verifies choose() returns -1 and takes no slot when no node can take a connection.
+TEST(Cluster, NoNodeWhenEvenTheLastResortsAreTried) {
+  // Verifies choose() returns -1 and takes no slot once every node not offline was tried, the
+  // unavailable ones included (last resort), and never offers an offline node.
   NodeRegistry registry;
   Cluster cluster(
       cluster_config("round_robin", {with_fallover(node_config("a"), "b"), node_config("b"),
@@ -286,9 +289,54 @@ TEST(Cluster, AllNodesDownGivesNoNode) {
       registry, 1, 1);
   cluster.on_failed(0, FailureReason::refused);
   cluster.on_failed(1, FailureReason::unreachable);
-  EXPECT_EQ(pick(cluster), "");
-  EXPECT_EQ(pick(cluster, 0), "");
+  TriedSet tried(cluster.nodes().size());
+  const std::int32_t first = cluster.choose(0, kClient, tried);
+  const std::int32_t second = cluster.choose(0, kClient, tried);
+  EXPECT_EQ(first, 0);  // failed first, so tried first
+  EXPECT_EQ(second, 1);
+  EXPECT_EQ(cluster.choose(0, kClient, tried), -1);
+  cluster.release(0);
+  cluster.release(1);
   for (const auto& node : cluster.nodes()) EXPECT_EQ(node.runtime->active.load(), 0);
+}
+
+TEST(Cluster, LastResortTriesLeastRecentlyFailedFirstAndSuccessBringsItBack) {
+  // Verifies that with no eligible node the unavailable ones are offered, least recently failed
+  // first, and that a successful connect to one makes it eligible again at once.
+  NodeRegistry registry;
+  Cluster cluster(cluster_config("round_robin", {node_config("a"), node_config("b")}), registry,
+                  1, 1);
+  cluster.on_failed(index(cluster, "b"), FailureReason::refused);
+  cluster.on_failed(index(cluster, "a"), FailureReason::timeout);
+  rt(cluster, "b").last_failure_ns = 10;  // b failed long before a
+  rt(cluster, "a").last_failure_ns = 20;
+  EXPECT_EQ(pick(cluster), "b");
+  cluster.on_failed(index(cluster, "b"), FailureReason::refused);  // now b failed most recently
+  EXPECT_EQ(pick(cluster), "a");
+  TriedSet tried(2);
+  const std::int32_t node = cluster.choose(0, kClient, tried);
+  ASSERT_EQ(node, static_cast<std::int32_t>(index(cluster, "a")));
+  cluster.on_connected(static_cast<std::uint32_t>(node), 1ms);
+  cluster.release(static_cast<std::uint32_t>(node));
+  EXPECT_TRUE(rt(cluster, "a").up());
+  EXPECT_EQ(picks(cluster, 3), "aaa");  // eligible again; b stays out while a can serve
+}
+
+TEST(Cluster, LastResortSkipsNodesDownByChecksDrainingOrAgentDown) {
+  // Verifies a node out by its checks, by the operator (draining) or by its agent is never a
+  // last resort; only a failed connect is.
+  NodeRegistry registry;
+  auto cfg = cluster_config("round_robin",
+                            {node_config("a"), node_config("b"), node_config("c"), node_config("d")});
+  cfg.health = config::HealthConfig{};
+  Cluster cluster(cfg, registry, 1, 1);
+  for (std::uint32_t i = 0; i < 4; ++i) cluster.on_failed(i, FailureReason::refused);
+  rt(cluster, "a").check_down = true;
+  rt(cluster, "b").admin_state = AdminState::draining;
+  rt(cluster, "c").agent_down = true;
+  EXPECT_EQ(picks(cluster, 2), "dd");
+  rt(cluster, "d").agent_state = AdminState::draining;
+  EXPECT_EQ(pick(cluster), "");
 }
 
 TEST(Cluster, DueProbeDoesNotMakeNodeEligible) {
@@ -430,6 +478,150 @@ TEST(Cluster, ConcurrentWorkersNeverExceedMaxConnections) {
   EXPECT_EQ(on_b.load(), 4 * 200 - 5);
   EXPECT_LE(peak.load(), 5);
   EXPECT_EQ(cluster.nodes()[0].runtime->active.load(), 5);
+}
+
+TEST(Cluster, RoundRobinIsOneSequenceAcrossWorkers) {
+  // Verifies that picks from different workers continue one round robin: alternating workers
+  // over three equal nodes still give a, b, c, a, b, c (per-worker state gave a, a, b, b, ...).
+  NodeRegistry registry;
+  Cluster cluster(cluster_config("round_robin", {node_config("a"), node_config("b"),
+                                                 node_config("c")}),
+                  registry, 4, 1);
+  std::string seen;
+  for (unsigned i = 0; i < 9; ++i) {
+    TriedSet tried(3);
+    const std::int32_t node = cluster.choose(i % 4, kClient, tried);
+    ASSERT_GE(node, 0);
+    cluster.release(static_cast<std::uint32_t>(node));
+    seen += cluster.nodes()[static_cast<std::size_t>(node)].name;
+  }
+  EXPECT_EQ(seen, "abcabcabc");
+}
+
+TEST(Cluster, ConcurrentWorkersShareExactRoundRobinShares) {
+  // Verifies that 4 threads picking at once from one cluster give each of 4 equal nodes exactly
+  // a quarter of the picks, and weighted nodes exactly their weight's share.
+  NodeRegistry registry;
+  Cluster cluster(cluster_config("round_robin", {node_config("a"), node_config("b", 2.0),
+                                                 node_config("c"), node_config("d")}),
+                  registry, 4, 1);
+  std::array<std::atomic<int>, 4> counts{};
+  std::vector<std::thread> threads;
+  for (unsigned w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < 500; ++i) {
+        TriedSet tried(4);
+        const std::int32_t node = cluster.choose(w, kClient, tried);
+        if (node < 0) continue;
+        cluster.release(static_cast<std::uint32_t>(node));
+        ++counts[static_cast<std::size_t>(node)];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  // 2000 picks over weights 1+2+1+1 = 5: 400 rounds of five.
+  EXPECT_EQ(counts[0].load(), 400);
+  EXPECT_EQ(counts[1].load(), 800);
+  EXPECT_EQ(counts[2].load(), 400);
+  EXPECT_EQ(counts[3].load(), 400);
+}
+
+TEST(Cluster, ChecksTakeFallFailuresToGoDownAndRisePassesToComeBack) {
+  // Verifies rise/fall counting: fall-1 failures keep the node in, the fall-th takes it out,
+  // a pass in between restarts the count, and rise passes bring it back.
+  NodeRegistry registry;
+  auto cfg = cluster_config("round_robin", {node_config("a"), node_config("b")});
+  cfg.health = config::HealthConfig{};
+  cfg.health->rise = 2;
+  cfg.health->fall = 3;
+  Cluster cluster(cfg, registry, 1, 1);
+  const auto a = index(cluster, "a");
+  cluster.on_check(a, CheckResult::mismatch, "-ERR");
+  cluster.on_check(a, CheckResult::mismatch, "-ERR");
+  cluster.on_check(a, CheckResult::ok, "");
+  cluster.on_check(a, CheckResult::timeout, "");
+  cluster.on_check(a, CheckResult::timeout, "");
+  EXPECT_TRUE(cluster.eligible(a));
+  cluster.on_check(a, CheckResult::refused, "");
+  EXPECT_FALSE(cluster.eligible(a));
+  EXPECT_TRUE(rt(cluster, "a").check_down.load());
+  EXPECT_EQ(rt(cluster, "a").check_failures[static_cast<std::size_t>(CheckResult::mismatch)], 2U);
+  EXPECT_EQ(rt(cluster, "a").check_failures[static_cast<std::size_t>(CheckResult::timeout)], 2U);
+  EXPECT_EQ(picks(cluster, 3), "bbb");
+  cluster.on_check(a, CheckResult::ok, "");
+  EXPECT_FALSE(cluster.eligible(a));
+  cluster.on_check(a, CheckResult::ok, "");
+  EXPECT_TRUE(cluster.eligible(a));
+  EXPECT_NE(picks(cluster, 4).find('a'), std::string::npos);
+}
+
+TEST(Cluster, ChecksBringBackANodeDownByAFailedConnectAfterRisePasses) {
+  // Verifies that with checks a node marked unavailable by a client connect needs `rise` passes
+  // counted after the failure, not earlier ones.
+  NodeRegistry registry;
+  auto cfg = cluster_config("round_robin", {node_config("a"), node_config("b")});
+  cfg.health = config::HealthConfig{};
+  cfg.health->rise = 2;
+  Cluster cluster(cfg, registry, 1, 1);
+  const auto a = index(cluster, "a");
+  for (int i = 0; i < 5; ++i) cluster.on_check(a, CheckResult::ok, "");
+  cluster.on_failed(a, FailureReason::refused);
+  cluster.on_check(a, CheckResult::ok, "");
+  EXPECT_FALSE(rt(cluster, "a").up());
+  cluster.on_check(a, CheckResult::ok, "");
+  EXPECT_TRUE(rt(cluster, "a").up());
+}
+
+TEST(Cluster, EffectiveLoadFactorAppliesAgentPercentAndSlowStartRamp) {
+  // Verifies the load factor the algorithms see: configured x agent percent, ramped linearly
+  // from 10% to 100% over slow_start after the node became eligible again; 0 = full weight.
+  NodeRegistry registry;
+  auto cfg = cluster_config("round_robin", {node_config("a", 2.0), node_config("b")});
+  cfg.slow_start = std::chrono::seconds(10);
+  Cluster cluster(cfg, registry, 1, 1);
+  EXPECT_DOUBLE_EQ(cluster.effective_load_factor(0, 1'000'000'000), 2.0);  // present at start
+  rt(cluster, "a").agent_weight_percent = 50;
+  EXPECT_DOUBLE_EQ(cluster.effective_load_factor(0, 1'000'000'000), 1.0);
+  rt(cluster, "b").eligible_since_ns = 1'000'000'000;
+  EXPECT_NEAR(cluster.effective_load_factor(1, 1'000'000'000), 0.1, 1e-9);
+  EXPECT_NEAR(cluster.effective_load_factor(1, 6'000'000'000), 0.55, 1e-9);
+  EXPECT_NEAR(cluster.effective_load_factor(1, 11'000'000'000), 1.0, 1e-9);
+  EXPECT_NEAR(cluster.effective_load_factor(1, 50'000'000'000), 1.0, 1e-9);
+}
+
+TEST(Cluster, SlowStartNodeGetsASmallShareAtFirst) {
+  // Verifies that a node just back (mark_up via a probe) takes far less than its equal share
+  // at first under round robin, while slow start runs.
+  NodeRegistry registry;
+  auto cfg = cluster_config("round_robin", {node_config("a"), node_config("b")});
+  cfg.slow_start = std::chrono::hours(1);  // the ramp hardly moves during the test
+  Cluster cluster(cfg, registry, 1, 1);
+  cluster.on_failed(0, FailureReason::refused);
+  cluster.on_probe(0, true);
+  const std::string seen = picks(cluster, 110);
+  const auto on_a = std::count(seen.begin(), seen.end(), 'a');
+  EXPECT_GE(on_a, 8);   // about 1 in 11 (0.1 : 1)
+  EXPECT_LE(on_a, 12);
+}
+
+TEST(Cluster, AgentStateIsTheMoreRestrictiveWithTheOperators) {
+  // Verifies that the agent's drain/maint and the operator's state combine to the more
+  // restrictive one, and agent down keeps the node out.
+  NodeRegistry registry;
+  Cluster cluster(cluster_config("round_robin", {node_config("a"), node_config("b")}), registry,
+                  1, 1);
+  auto& a = rt(cluster, "a");
+  a.agent_state = AdminState::draining;
+  EXPECT_EQ(a.effective_state(), AdminState::draining);
+  EXPECT_EQ(picks(cluster, 2), "bb");
+  a.agent_state = AdminState::available;
+  a.admin_state = AdminState::offline;
+  EXPECT_EQ(a.effective_state(), AdminState::offline);
+  a.admin_state = AdminState::available;
+  a.agent_down = true;
+  EXPECT_EQ(picks(cluster, 2), "bb");
+  a.agent_down = false;
+  EXPECT_NE(picks(cluster, 2).find('a'), std::string::npos);
 }
 
 TEST(TriedSet, TracksSmallAndLargeClusters) {

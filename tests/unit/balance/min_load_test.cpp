@@ -1,3 +1,6 @@
+#include <chrono>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -105,6 +108,70 @@ TEST(MinLoad, FactoryRefusesAnInvalidExpression) {
   // Verifies building the algorithm from an unvalidated bad expression throws, not misbehaves.
   const auto cluster = min_load("connections +", {node_config("a")});
   EXPECT_THROW(make_min_load(AlgorithmParams{cluster, 1}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace pb::balance
+
+namespace pb::balance {
+namespace {
+
+void report(NodeRuntime& rt, std::vector<AgentValue> values, std::int64_t at_ns) {
+  std::lock_guard lock(rt.agent_mutex);
+  rt.agent_values = std::move(values);
+  rt.agent_values_ns = at_ns;
+}
+
+std::int64_t steady_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             Clock::now().time_since_epoch())
+      .count();
+}
+
+config::ClusterConfig with_agent(config::ClusterConfig cluster) {
+  cluster.agent = config::AgentConfig{};
+  cluster.agent->port = 9777;
+  cluster.agent->interval = std::chrono::seconds(5);
+  return cluster;
+}
+
+TEST(MinLoadAgent, UnknownVariablesAreAgentValuesOnlyWithAnAgent) {
+  // Verifies that validation accepts names beyond the built-in variables only when the cluster
+  // has [cluster.agent], and that the message without it says so.
+  const auto plain = testing::cluster_config("min_load", {testing::node_config("a")});
+  auto cluster = plain;
+  cluster.load_rating = "cpu * 100 + connections / load_factor";
+  const std::string error = validate_min_load(cluster);
+  EXPECT_NE(error.find("cpu"), std::string::npos) << error;
+  EXPECT_NE(error.find("[cluster.agent]"), std::string::npos) << error;
+  EXPECT_EQ(validate_min_load(with_agent(cluster)), "");
+}
+
+TEST(MinLoadAgent, LowestReportedLoadWinsAndUnreportedNodesComeLast) {
+  // Verifies that agent values feed the expression, the node reporting the lowest load wins,
+  // a node without the value rates after every node with it, and stale values (older than
+  // three agent intervals) count as unreported.
+  auto cluster = with_agent(testing::cluster_config(
+      "min_load", {testing::node_config("a"), testing::node_config("b"), testing::node_config("c")}));
+  cluster.load_rating = "cpu * 100 + connections / load_factor";
+  testing::AlgorithmBench bench(cluster, make_min_load);
+  const std::int64_t now = steady_now_ns();
+  report(bench.runtime(0), {{"cpu", 0.9}}, now);
+  report(bench.runtime(1), {{"cpu", 0.2}, {"mem", 5.0}}, now);
+  // c has not reported: it comes after a and b even though they have connections.
+  bench.runtime(0).active = 3;
+  bench.runtime(1).active = 3;
+  EXPECT_EQ(bench.pick(), 1U);
+  report(bench.runtime(1), {{"cpu", 0.95}}, now);
+  EXPECT_EQ(bench.pick(), 0U);
+  // a's report is 16 s old: beyond 3 x 5 s, so only b counts as reporting.
+  report(bench.runtime(0), {{"cpu", 0.1}}, now - 16'000'000'000);
+  EXPECT_EQ(bench.pick(), 1U);
+  // Nobody reports: ties rotate among all.
+  report(bench.runtime(1), {}, now);
+  std::set<std::uint32_t> seen;
+  for (int i = 0; i < 3; ++i) seen.insert(bench.pick());
+  EXPECT_EQ(seen.size(), 3U);
 }
 
 }  // namespace

@@ -45,7 +45,8 @@ address = "127.0.0.1:1"
 )"),
       3, 1,
       "unknown key 'algo' in [[cluster]]; allowed keys: name, algorithm, connect_timeout, "
-      "retry_interval, idle_timeout, load_rating, hash_key, affinity, node"));
+      "retry_interval, idle_timeout, load_rating, hash_key, affinity, node, health, agent, "
+      "slow_start"));
   EXPECT_TRUE(single_error(
       load(R"([[cluster]]
 name = "c"

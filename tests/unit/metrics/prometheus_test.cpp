@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -257,6 +258,32 @@ TEST_F(Collector, ExportsSourcedMetricsOnlyWhenTheirSourceIsSet) {
   EXPECT_TRUE(has_line(text, R"(protobalance_access_log_records_total{result="dropped"} 7)"));
 }
 
+TEST_F(Collector, ExportsCheckFailuresAgentValuesAndCheckDownAsNotUp) {
+  // Verifies the node health metrics (issue 12): failed checks by reason, the agent's values by
+  // name, and node_up 0 for a node down by its checks or its agent.
+  auto& alpha = node("web", "alpha");
+  alpha.check_failures[static_cast<std::size_t>(balance::CheckResult::mismatch)] = 4;
+  alpha.check_down = true;
+  node("web", "beta").agent_down = true;
+  {
+    std::lock_guard lock(alpha.agent_mutex);
+    alpha.agent_values = {{"cpu", 0.72}, {"sessions", 130}};
+  }
+  const std::string text = render();
+  EXPECT_TRUE(has_line(
+      text,
+      R"(protobalance_node_check_failures_total{cluster="web",node="alpha",reason="mismatch"} 4)"));
+  EXPECT_TRUE(has_line(
+      text,
+      R"(protobalance_node_check_failures_total{cluster="web",node="alpha",reason="timeout"} 0)"));
+  EXPECT_TRUE(has_line(text, R"(protobalance_node_agent_value{cluster="web",node="alpha",name="cpu"} 0.72)"));
+  EXPECT_TRUE(
+      has_line(text, R"(protobalance_node_agent_value{cluster="web",node="alpha",name="sessions"} 130)"));
+  EXPECT_TRUE(has_line(text, R"(protobalance_node_up{cluster="web",node="alpha"} 0)"));
+  EXPECT_TRUE(has_line(text, R"(protobalance_node_up{cluster="web",node="beta"} 0)"));
+  EXPECT_TRUE(has_line(text, R"(protobalance_node_up{cluster="db",node="solo"} 1)"));
+}
+
 TEST_F(Collector, ExportsEveryMetricNameOfTheContract) {
   // Verifies that every metric name of DESIGN.md's contract is a family of the exporter (with
   // every source set), with help text.
@@ -281,6 +308,12 @@ TEST_F(Collector, DashboardQueriesOnlyMetricsTheExporterExports) {
   std::ifstream file(std::string(PB_SOURCE_DIR) + "/config/grafana/protobalance.json");
   ASSERT_TRUE(file) << "config/grafana/protobalance.json is missing";
   const std::string json((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  {
+    // Agent values exist only once an agent reported one ([cluster.agent]).
+    auto& alpha = node("web", "alpha");
+    std::lock_guard lock(alpha.agent_mutex);
+    alpha.agent_values = {{"cpu", 0.5}};
+  }
   const auto names = family_names(render(every_source()));
   const std::regex metric("protobalance_[a-z0-9_]+");
   int checked = 0;
