@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -217,6 +218,11 @@ struct TwinLink::State {
     }
   }
 
+  void set_subscribed(bool up) {
+    std::lock_guard lock(mutex);
+    stats.subscribed = up;
+  }
+
   // Waits for `d` or until stopping; returns false when stopping.
   bool pause(std::chrono::milliseconds d) {
     std::unique_lock lock(mutex);
@@ -267,6 +273,8 @@ struct TwinLink::State {
           job(c.get());
         } else if (resync_requested.exchange(false)) {
           resync(c.get());
+        } else if (closed_by_peer(c.get())) {
+          break;
         }
       }
       spdlog::warn("twin: lost the connection to Redis at {}: {}; working alone, reconnecting",
@@ -278,6 +286,19 @@ struct TwinLink::State {
       set_connected(false);
       fail_pending();
     }
+  }
+
+  // An idle command connection has nothing to read: anything readable is the end of the stream
+  // (Redis stopped or restarted). Noticed here, the loss is reported and the outage handled
+  // without waiting for the next command. Marks the context failed.
+  static bool closed_by_peer(redisContext* c) {
+    pollfd fd{c->fd, POLLIN | POLLRDHUP, 0};
+    if (::poll(&fd, 1, 0) <= 0 || fd.revents == 0) {
+      return false;
+    }
+    c->err = REDIS_ERR_EOF;
+    std::snprintf(c->errstr, sizeof c->errstr, "%s", "Server closed the connection");
+    return true;
   }
 
   void enqueue(std::function<void(redisContext*)> job) {
@@ -475,7 +496,10 @@ struct TwinLink::State {
         wake.notify_all();
       }
       first = false;
-      if (!listen(c.get())) {
+      set_subscribed(true);
+      const bool failed = listen(c.get());
+      set_subscribed(false);
+      if (!failed) {
         return;
       }
     }

@@ -83,7 +83,8 @@ struct LookupResult {
 
 // Plain values for status and metrics, taken under one lock.
 struct TwinStats {
-  bool connected = false;
+  bool connected = false;   // the command connection is up
+  bool subscribed = false;  // the subscription is up: twins' messages reach us
   SystemTime since;  // of the last change of `connected`
   std::uint64_t messages_sent = 0;
   std::uint64_t messages_received = 0;
