@@ -2,6 +2,9 @@
 #include "protobalance/state/twin_link.hpp"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -314,6 +317,29 @@ TEST(TwinLink, WrongDatabaseAndNonRedisServerAreClearErrors) {
   ASSERT_TRUE(eventually([&] { return !bad_db.stats().last_error.empty(); }));
   EXPECT_NE(bad_db.stats().last_error.find("refused database 100000"), std::string::npos)
       << bad_db.stats().last_error;
+
+  // A TCP server that accepts (through its backlog) and never speaks Redis.
+  const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(silent, 8), 0);
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  config::TwinConfig other = twin_config(redis, "lb-b");
+  other.port = ntohs(addr.sin_port);
+  other.redis = "127.0.0.1:" + std::to_string(other.port);
+  {
+    TwinLink not_redis(other, r.callbacks());
+    EXPECT_TRUE(eventually([&] { return !not_redis.stats().last_error.empty(); }));
+    EXPECT_NE(not_redis.stats().last_error.find("does not answer PING as Redis does"),
+              std::string::npos)
+        << not_redis.stats().last_error;
+    EXPECT_FALSE(not_redis.stats().connected);
+  }
+  ::close(silent);
 }
 
 }  // namespace
