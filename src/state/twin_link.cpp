@@ -27,6 +27,7 @@ constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
 constexpr auto kInstanceMemory = std::chrono::minutes(10);
 constexpr int kFormatVersion = 1;
+constexpr std::size_t kMaxQueuedJobs = 100000;
 
 struct ReplyDeleter {
   void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -177,9 +178,15 @@ struct TwinLink::State {
       }
     }
     Reply ping = command(c.get(), {"PING"});
-    if (!ping || !(ping->type == REDIS_REPLY_STATUS && reply_text(ping.get()) == "PONG")) {
+    if (!ping) {
+      // Also what a frozen Redis looks like: the kernel accepts, nobody answers.
+      error = fmt::format("no answer to PING from {} (not Redis, or not responding): {}",
+                          config.redis, c->errstr);
+      return nullptr;
+    }
+    if (!(ping->type == REDIS_REPLY_STATUS && reply_text(ping.get()) == "PONG")) {
       error = fmt::format("the server at {} does not answer PING as Redis does: {}", config.redis,
-                          ping ? reply_text(ping.get()) : std::string(c->errstr));
+                          reply_text(ping.get()));
       return nullptr;
     }
     if (config.database != 0) {
@@ -305,6 +312,12 @@ struct TwinLink::State {
     {
       std::lock_guard lock(mutex);
       if (stopping) {
+        return;
+      }
+      if (jobs.size() >= kMaxQueuedJobs) {
+        // A long outage: drop new writes rather than grow without bound. Affinity decisions are
+        // published again from the caller's snapshot after reconnection.
+        ++stats.dropped;
         return;
       }
       jobs.push_back(std::move(job));

@@ -92,6 +92,7 @@ struct TwinStats {
   std::uint64_t lookups_miss = 0;
   std::uint64_t lookups_timeout = 0;  // includes lookups answered `unavailable`
   std::uint64_t conflicts = 0;        // affinity races lost to another writer
+  std::uint64_t dropped = 0;          // writes dropped: 100000 queued during an outage
   std::string last_error;             // the last connection error; empty once connected
   std::vector<std::pair<std::string, SystemTime>> instances;  // twins heard in the last 10 min
 };
