@@ -9,8 +9,9 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-regex1.81-dev
   libsqlite3-dev libsqlitecpp-dev sqlite3
   prometheus-cpp-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
-  libsodium-dev libmuparser-dev libsnmp-dev
+  libsodium-dev libmuparser-dev libsnmp-dev libhiredis-dev
   libncurses-dev   # pbadmin top
+  redis-server  # tests only: a real Redis per twin link test fixture
   libgtest-dev libgmock-dev
   libssl-dev  # tests only: real TLS ClientHellos in pb_test_net
   clang-14 libclang-rt-14-dev  # the fuzz preset (libFuzzer)

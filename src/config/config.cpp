@@ -3,8 +3,13 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <fstream>
+#include <iterator>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -71,8 +76,8 @@ namespace {
 namespace fs = std::filesystem;
 using Keys = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 7> kTopKeys{"service", "listener",   "cluster", "metrics",
-                                                   "access_log", "snmp",     "admin"};
+constexpr std::array<std::string_view, 8> kTopKeys{"service", "listener",   "cluster", "metrics",
+                                                   "access_log", "snmp",     "admin",   "twin"};
 constexpr std::array<std::string_view, 4> kServiceKeys{"threads", "state_dir", "shutdown_timeout",
                                                        "log_level"};
 constexpr std::array<std::string_view, 3> kListenerKeys{"name", "listen", "cluster"};
@@ -82,6 +87,8 @@ constexpr std::array<std::string_view, 1> kAdminKeys{"socket"};
 constexpr std::size_t kMaxSocketPath = 107;
 constexpr std::array<std::string_view, 2> kSnmpKeys{"enabled", "agentx"};
 constexpr std::array<std::string_view, 2> kAccessLogKeys{"enabled", "path"};
+constexpr std::array<std::string_view, 6> kTwinKeys{"redis",      "password_file", "database",
+                                                    "key_prefix", "instance",      "lookup_timeout"};
 constexpr std::array<std::string_view, 12> kClusterKeys{
     "name",           "algorithm",    "connect_timeout",
     "retry_interval", "idle_timeout", "load_rating",
@@ -376,6 +383,8 @@ class Loader {
           error(value,
                 fmt::format("admin must be a table, written [admin], got {}", type_name(value)));
         }
+      } else if (k == "twin") {
+        read_twin(value);
       } else if (k == "listener") {
         listeners = &value;  // after the clusters, which listeners refer to
       } else if (k == "cluster") {
@@ -595,6 +604,135 @@ class Loader {
     if (path != "-" && path.is_relative()) {
       path = (config_.service.state_dir / path).lexically_normal();
     }
+  }
+
+  // [twin]: syntax and files only; nothing connects to Redis here (--check stays offline).
+  void read_twin(const toml::node& node) {
+    const auto* table = node.as_table();
+    if (table == nullptr) {
+      error(node, fmt::format("twin must be a table, written [twin], got {}", type_name(node)));
+      return;
+    }
+    TwinConfig& twin = config_.twin;
+    twin.enabled = true;
+    twin.pos = to_pos(table->source());
+    for (auto&& [key, value] : *table) {
+      const std::string_view k = key.str();
+      if (k == "redis") {
+        if (auto v = read_string(value, k)) {
+          std::string message;
+          if (!parse_redis_address(*v, twin, message)) {
+            error(value, fmt::format("redis: {}", message));
+          }
+        }
+      } else if (k == "password_file") {
+        if (auto v = read_string(value, k); v && !v->empty()) {
+          const fs::path path = (fs::path(*v).is_relative() ? base_dir_ / *v : fs::path(*v))
+                                    .lexically_normal();
+          std::string message;
+          if (read_password_file(path, message)) {
+            twin.password_file = path;
+          } else {
+            error(value, fmt::format("password_file: {}", message));
+          }
+        }
+      } else if (k == "database") {
+        if (const auto v = read_integer(value, k, 0, std::numeric_limits<std::int32_t>::max())) {
+          twin.database = *v;
+        }
+      } else if (k == "key_prefix") {
+        if (auto v = read_string(value, k)) {
+          twin.key_prefix = std::move(*v);
+        }
+      } else if (k == "instance") {
+        if (auto v = read_string(value, k)) {
+          if (!v->empty() && !is_valid_name(*v)) {
+            error(value, fmt::format("instance must use only letters, digits, '_', '.' and '-', "
+                                     "got '{}'",
+                                     *v));
+          } else {
+            twin.instance = std::move(*v);
+          }
+        }
+      } else if (k == "lookup_timeout") {
+        if (const auto v = read_duration(value, k, true)) {
+          twin.lookup_timeout = *v;
+        }
+      } else {
+        unknown_key(key, "[twin]", kTwinKeys);
+      }
+    }
+    if (twin.instance.empty()) {
+      twin.instance = host_name();
+    }
+  }
+
+  // "host:port", "[v6]:port" or "unix:/path" (relative to the configuration's folder). A host
+  // name is kept as written and resolved when connecting, as Redis clients do.
+  bool parse_redis_address(std::string_view text, TwinConfig& twin, std::string& message) {
+    constexpr std::string_view kExpected =
+        "expected \"host:port\", \"[v6]:port\" or \"unix:/path/to/socket\"";
+    if (text.starts_with("unix:")) {
+      const fs::path path{std::string(text.substr(5))};
+      if (path.empty()) {
+        message = fmt::format("the Unix socket path is empty; {}", kExpected);
+        return false;
+      }
+      twin.redis = std::string(text);
+      twin.unix_socket = (path.is_relative() ? base_dir_ / path : path).lexically_normal();
+      twin.host.clear();
+      twin.port = 0;
+      return true;
+    }
+    std::string_view host;
+    std::string_view port_text;
+    if (text.starts_with("[")) {
+      const std::size_t close = text.find(']');
+      if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+        message = fmt::format("'{}' is not a valid address; {}", text, kExpected);
+        return false;
+      }
+      host = text.substr(1, close - 1);
+      port_text = text.substr(close + 2);
+      boost::system::error_code ec;
+      boost::asio::ip::make_address_v6(std::string(host), ec);
+      if (ec || host.empty()) {
+        message = fmt::format("'{}' is not an IPv6 address; {}", host, kExpected);
+        return false;
+      }
+    } else {
+      const std::size_t colon = text.rfind(':');
+      if (colon == std::string_view::npos || text.find(':') != colon) {
+        message = fmt::format("'{}' is not a valid address; {}", text, kExpected);
+        return false;
+      }
+      host = text.substr(0, colon);
+      port_text = text.substr(colon + 1);
+      if (host.empty()) {
+        message = fmt::format("the host is missing in '{}'; {}", text, kExpected);
+        return false;
+      }
+    }
+    unsigned port = 0;
+    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (port_text.empty() || ec != std::errc{} || end != port_text.data() + port_text.size() ||
+        port == 0 || port > 65535) {
+      message = fmt::format("the port in '{}' must be from 1 to 65535; {}", text, kExpected);
+      return false;
+    }
+    twin.redis = std::string(text);
+    twin.host = std::string(host);
+    twin.port = static_cast<std::uint16_t>(port);
+    twin.unix_socket.clear();
+    return true;
+  }
+
+  static std::string host_name() {
+    std::array<char, 256> buffer{};
+    if (::gethostname(buffer.data(), buffer.size() - 1) != 0 || buffer[0] == '\0') {
+      return "protobalance";
+    }
+    return std::string(buffer.data());
   }
 
   void read_listener(const toml::table& table) {
@@ -1106,6 +1244,35 @@ std::shared_ptr<const Config> make_quick_config(
   listener.cluster = "default";
   config->listeners.push_back(std::move(listener));
   return config;
+}
+
+std::optional<std::string> read_password_file(const std::filesystem::path& file,
+                                              std::string& error) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read {}: {}", file.string(), std::strerror(errno));
+    return std::nullopt;
+  }
+  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) {
+    error = fmt::format("cannot read {}", file.string());
+    return std::nullopt;
+  }
+  if (text.ends_with("\r\n")) {
+    text.resize(text.size() - 2);
+  } else if (text.ends_with('\n')) {
+    text.pop_back();
+  }
+  if (text.empty()) {
+    error = fmt::format("{} is empty; expected the Redis password", file.string());
+    return std::nullopt;
+  }
+  if (text.find_first_of("\r\n") != std::string::npos) {
+    error = fmt::format("{} holds more than one line; expected only the Redis password",
+                        file.string());
+    return std::nullopt;
+  }
+  return text;
 }
 
 }  // namespace pb::config

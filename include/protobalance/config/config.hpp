@@ -137,6 +137,22 @@ struct AccessLogConfig {
   std::filesystem::path path = "access.log";
 };
 
+// [twin]: the link to a Redis server shared by twin balancers (see protobalance/state/twin_link.hpp).
+// Being wired in: the daemon does not use it yet. Validated without connecting.
+struct TwinConfig {
+  bool enabled = false;      // true when the file has a [twin] table
+  std::string redis = "127.0.0.1:6379";  // as written, for messages and status
+  std::string host = "127.0.0.1";        // host name or address (IPv6 without brackets)
+  std::uint16_t port = 6379;
+  std::filesystem::path unix_socket;     // set (absolute) for "unix:/path"; then host is empty
+  std::filesystem::path password_file;   // absolute; empty = no AUTH
+  std::int64_t database = 0;
+  std::string key_prefix = "protobalance:";
+  std::string instance;                  // after loading: the host name when not set
+  Duration lookup_timeout = std::chrono::milliseconds(50);
+  SourcePos pos;  // of the [twin] table
+};
+
 // The whole, validated configuration. Immutable once loaded; shared as shared_ptr<const Config>.
 struct Config {
   std::filesystem::path file;  // empty in quick mode
@@ -145,6 +161,7 @@ struct Config {
   MetricsConfig metrics;
   SnmpConfig snmp;
   AccessLogConfig access_log;
+  TwinConfig twin;
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
 
@@ -197,5 +214,11 @@ std::shared_ptr<const Config> make_quick_config(const Endpoint& listen,
 std::shared_ptr<const Config> make_quick_config(
     const Endpoint& listen, std::vector<NodeConfig> nodes, std::string algorithm,
     const std::string& listen_text, std::optional<std::array<std::uint8_t, 16>> hash_key);
+
+// Reads a Redis password file: its content without one trailing newline ("\n" or "\r\n").
+// Returns nullopt, with the reason in `error`, when the file cannot be read or the password is
+// empty or holds a line break. Used by --check and by the twin link at each connection.
+std::optional<std::string> read_password_file(const std::filesystem::path& file,
+                                              std::string& error);
 
 }  // namespace pb::config

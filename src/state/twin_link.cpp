@@ -1,0 +1,847 @@
+#include "protobalance/state/twin_link.hpp"
+
+#include <fmt/format.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+namespace pb::state {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kConnectTimeout = std::chrono::milliseconds(1000);
+constexpr auto kCommandTimeout = std::chrono::milliseconds(2000);
+constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
+constexpr auto kInstanceMemory = std::chrono::minutes(10);
+constexpr int kFormatVersion = 1;
+constexpr std::size_t kMaxQueuedJobs = 100000;
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+struct ContextDeleter {
+  void operator()(redisContext* c) const { redisFree(c); }
+};
+using Context = std::unique_ptr<redisContext, ContextDeleter>;
+
+timeval to_timeval(std::chrono::milliseconds d) {
+  return timeval{static_cast<time_t>(d.count() / 1000),
+                 static_cast<suseconds_t>((d.count() % 1000) * 1000)};
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const char c : bytes) {
+    const auto b = static_cast<unsigned char>(c);
+    out += kDigits[b >> 4];
+    out += kDigits[b & 0xf];
+  }
+  return out;
+}
+
+std::optional<std::string> unhex(std::string_view text) {
+  if (text.size() % 2 != 0) {
+    return std::nullopt;
+  }
+  auto value = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); i += 2) {
+    const int hi = value(text[i]);
+    const int lo = value(text[i + 1]);
+    if (hi < 0 || lo < 0) {
+      return std::nullopt;
+    }
+    out += static_cast<char>((hi << 4) | lo);
+  }
+  return out;
+}
+
+std::int64_t to_unix(SystemTime t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+SystemTime from_unix(std::int64_t s) { return SystemTime{std::chrono::seconds(s)}; }
+
+std::vector<std::string> split(std::string_view text) {
+  std::vector<std::string> words;
+  std::istringstream in{std::string(text)};
+  std::string w;
+  while (in >> w) {
+    words.push_back(std::move(w));
+  }
+  return words;
+}
+
+std::optional<std::int64_t> to_int(const std::string& s) {
+  try {
+    std::size_t used = 0;
+    const long long v = std::stoll(s, &used);
+    return used == s.size() ? std::optional<std::int64_t>(v) : std::nullopt;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// Runs one command; nullptr when the connection failed (then c->err says why).
+Reply command(redisContext* c, const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lengths;
+  for (const std::string& a : args) {
+    argv.push_back(a.data());
+    lengths.push_back(a.size());
+  }
+  return Reply(static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data())));
+}
+
+std::string reply_text(const redisReply* r) {
+  return r != nullptr && r->str != nullptr ? std::string(r->str, r->len) : std::string{};
+}
+
+}  // namespace
+
+struct TwinLink::State {
+  config::TwinConfig config;
+  TwinCallbacks callbacks;
+  std::string channel;
+
+  mutable std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  std::deque<std::function<void(redisContext*)>> jobs;
+  TwinStats stats;
+  std::map<std::string, SystemTime> instances;
+
+  // Pending lookups: id -> (deadline, callback). Whoever removes the entry answers it.
+  struct Pending {
+    Clock::time_point deadline;
+    LookupCallback done;
+  };
+  std::map<std::uint64_t, Pending> pending;
+  std::uint64_t next_lookup = 1;
+  std::condition_variable deadline_changed;
+
+  std::atomic<bool> connected{false};
+  std::atomic<bool> resync_requested{false};
+  int wake_pipe[2] = {-1, -1};  // wakes the subscriber's poll() when stopping
+
+  std::thread command_thread;
+  std::thread subscriber_thread;
+  std::thread deadline_thread;
+
+  // ---- connections ----
+
+  // Connects, authenticates, selects the database and checks with PING that it is a Redis.
+  // Returns nullptr with `error` set on failure.
+  Context open(std::string& error) {
+    const timeval tv = to_timeval(kConnectTimeout);
+    Context c(config.unix_socket.empty()
+                  ? redisConnectWithTimeout(config.host.c_str(), config.port, tv)
+                  : redisConnectUnixWithTimeout(config.unix_socket.c_str(), tv));
+    if (!c || c->err != 0) {
+      error = fmt::format("cannot connect to Redis at {}: {}", config.redis,
+                          c ? c->errstr : "out of memory");
+      return nullptr;
+    }
+    redisSetTimeout(c.get(), to_timeval(kCommandTimeout));
+    if (!config.password_file.empty()) {
+      std::string why;
+      const std::optional<std::string> password = config::read_password_file(config.password_file, why);
+      if (!password) {
+        error = fmt::format("Redis at {}: password_file: {}", config.redis, why);
+        return nullptr;
+      }
+      Reply r = command(c.get(), {"AUTH", *password});
+      if (!r || r->type == REDIS_REPLY_ERROR) {
+        error = fmt::format("Redis at {} refused the password (AUTH): {}", config.redis,
+                            r ? reply_text(r.get()) : std::string(c->errstr));
+        return nullptr;
+      }
+    }
+    Reply ping = command(c.get(), {"PING"});
+    if (!ping) {
+      // Also what a frozen Redis looks like: the kernel accepts, nobody answers.
+      error = fmt::format("no answer to PING from {} (not Redis, or not responding): {}",
+                          config.redis, c->errstr);
+      return nullptr;
+    }
+    if (!(ping->type == REDIS_REPLY_STATUS && reply_text(ping.get()) == "PONG")) {
+      error = fmt::format("the server at {} does not answer PING as Redis does: {}", config.redis,
+                          reply_text(ping.get()));
+      return nullptr;
+    }
+    if (config.database != 0) {
+      Reply r = command(c.get(), {"SELECT", std::to_string(config.database)});
+      if (!r || r->type == REDIS_REPLY_ERROR) {
+        error = fmt::format("Redis at {} refused database {} (SELECT): {}", config.redis,
+                            config.database, r ? reply_text(r.get()) : std::string(c->errstr));
+        return nullptr;
+      }
+    }
+    return c;
+  }
+
+  void set_error(const std::string& error) {
+    bool log = false;
+    {
+      std::lock_guard lock(mutex);
+      log = stats.last_error != error;
+      stats.last_error = error;
+    }
+    if (log) {
+      spdlog::warn("twin: {}; working alone, retrying", error);
+    }
+  }
+
+  void set_connected(bool up) {
+    const bool was = connected.exchange(up);
+    if (was == up) {
+      return;
+    }
+    std::lock_guard lock(mutex);
+    stats.connected = up;
+    stats.since = std::chrono::system_clock::now();
+    if (up) {
+      stats.last_error.clear();
+    }
+  }
+
+  void set_subscribed(bool up) {
+    std::lock_guard lock(mutex);
+    stats.subscribed = up;
+  }
+
+  // Waits for `d` or until stopping; returns false when stopping.
+  bool pause(std::chrono::milliseconds d) {
+    std::unique_lock lock(mutex);
+    return !wake.wait_for(lock, d, [&] { return stopping; });
+  }
+
+  // ---- command thread ----
+
+  void run_commands() {
+    auto backoff = kFirstBackoff;
+    bool first = true;
+    while (true) {
+      std::string error;
+      Context c = open(error);
+      if (!c) {
+        set_connected(false);
+        set_error(error);
+        fail_pending();
+        if (!pause(backoff)) {
+          return;
+        }
+        backoff = std::min(backoff * 2, kMaxBackoff);
+        continue;
+      }
+      backoff = kFirstBackoff;
+      set_connected(true);
+      spdlog::info("twin: connected to Redis at {} as '{}'", config.redis, config.instance);
+      if (!first) {
+        republish(c.get());
+      }
+      first = false;
+      resync(c.get());
+      while (c->err == 0) {
+        std::function<void(redisContext*)> job;
+        {
+          std::unique_lock lock(mutex);
+          wake.wait_for(lock, std::chrono::milliseconds(200),
+                        [&] { return stopping || !jobs.empty() || resync_requested.load(); });
+          if (stopping) {
+            return;
+          }
+          if (!jobs.empty()) {
+            job = std::move(jobs.front());
+            jobs.pop_front();
+          }
+        }
+        if (job) {
+          job(c.get());
+        } else if (resync_requested.exchange(false)) {
+          resync(c.get());
+        } else if (closed_by_peer(c.get())) {
+          break;
+        }
+      }
+      spdlog::warn("twin: lost the connection to Redis at {}: {}; working alone, reconnecting",
+                   config.redis, c->errstr);
+      {
+        std::lock_guard lock(mutex);
+        stats.last_error = c->errstr;
+      }
+      set_connected(false);
+      fail_pending();
+    }
+  }
+
+  // An idle command connection has nothing to read: anything readable is the end of the stream
+  // (Redis stopped or restarted). Noticed here, the loss is reported and the outage handled
+  // without waiting for the next command. Marks the context failed.
+  static bool closed_by_peer(redisContext* c) {
+    pollfd fd{c->fd, POLLIN | POLLRDHUP, 0};
+    if (::poll(&fd, 1, 0) <= 0 || fd.revents == 0) {
+      return false;
+    }
+    c->err = REDIS_ERR_EOF;
+    std::snprintf(c->errstr, sizeof c->errstr, "%s", "Server closed the connection");
+    return true;
+  }
+
+  void enqueue(std::function<void(redisContext*)> job) {
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) {
+        return;
+      }
+      if (jobs.size() >= kMaxQueuedJobs) {
+        // A long outage: drop new writes rather than grow without bound. Affinity decisions are
+        // published again from the caller's snapshot after reconnection.
+        ++stats.dropped;
+        return;
+      }
+      jobs.push_back(std::move(job));
+    }
+    wake.notify_all();
+  }
+
+  void count_sent() {
+    std::lock_guard lock(mutex);
+    ++stats.messages_sent;
+  }
+
+  void publish(redisContext* c, const std::string& kind, const std::string& fields) {
+    Reply r = command(c, {"PUBLISH", channel,
+                          fmt::format("{} {} {} {}", kFormatVersion, config.instance, kind, fields)});
+    if (r && r->type != REDIS_REPLY_ERROR) {
+      count_sent();
+    }
+  }
+
+  std::string affinity_key(const std::string& cluster, const std::string& key) const {
+    return fmt::format("{}a:{}:{}", config.key_prefix, cluster, hex(key));
+  }
+
+  // Seconds the entry has left; 0 when it has expired already.
+  static std::int64_t remaining(const AffinityEntry& e) {
+    const auto end = e.last_seen + e.ttl;
+    return std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::seconds>(end - std::chrono::system_clock::now())
+               .count());
+  }
+
+  void write_affinity(redisContext* c, const AffinityEntry& e, bool pin) {
+    const std::int64_t ttl = remaining(e);
+    if (ttl <= 0) {
+      return;
+    }
+    const std::string key = affinity_key(e.cluster, e.key);
+    const std::string value =
+        fmt::format("{} {} {} {}", kFormatVersion, e.node, to_unix(e.last_seen), config.instance);
+    std::vector<std::string> args{"SET", key, value, "EX", std::to_string(ttl)};
+    if (!pin) {
+      args.emplace_back("NX");
+    }
+    Reply r = command(c, args);
+    if (!r) {
+      return;
+    }
+    if (r->type == REDIS_REPLY_NIL) {
+      // Lost the race (or re-publishing an entry someone else holds): report the winner.
+      Reply g = command(c, {"GET", key});
+      if (!g || g->type != REDIS_REPLY_STRING) {
+        return;
+      }
+      const std::vector<std::string> w = split(reply_text(g.get()));
+      if (w.size() < 3 || w[0] != "1" || w[1] == e.node) {
+        return;
+      }
+      AffinityEntry winner = e;
+      winner.node = w[1];
+      winner.last_seen = from_unix(to_int(w[2]).value_or(to_unix(e.last_seen)));
+      {
+        std::lock_guard lock(mutex);
+        ++stats.conflicts;
+      }
+      if (callbacks.on_conflict) {
+        callbacks.on_conflict(winner);
+      }
+      return;
+    }
+    publish(c, pin ? "p" : "a",
+            fmt::format("{} {} {} {} {}", e.cluster, hex(e.key), e.node, to_unix(e.last_seen),
+                        e.ttl.count()));
+  }
+
+  void republish(redisContext* c) {
+    if (!callbacks.snapshot) {
+      return;
+    }
+    std::size_t count = 0;
+    callbacks.snapshot([&](const AffinityEntry& e) {
+      if (c->err == 0) {
+        write_affinity(c, e, false);
+        ++count;
+      }
+    });
+    spdlog::info("twin: published again {} affinity entries held locally", count);
+  }
+
+  // Reads every record under the prefix and delivers those written by other instances.
+  void resync(redisContext* c) {
+    std::string cursor = "0";
+    do {
+      Reply r = command(c, {"SCAN", cursor, "MATCH", config.key_prefix + "*", "COUNT", "500"});
+      if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        return;
+      }
+      cursor = reply_text(r->element[0]);
+      const redisReply* keys = r->element[1];
+      for (std::size_t i = 0; i < keys->elements; ++i) {
+        const std::string key = reply_text(keys->element[i]);
+        Reply v = command(c, {"GET", key});
+        if (!v) {
+          return;
+        }
+        if (v->type != REDIS_REPLY_STRING) {
+          continue;
+        }
+        Reply t = command(c, {"TTL", key});
+        const std::int64_t ttl = t && t->type == REDIS_REPLY_INTEGER ? t->integer : -1;
+        if (auto message = parse_record(key.substr(config.key_prefix.size()),
+                                        reply_text(v.get()), ttl)) {
+          deliver(*message);
+        }
+      }
+    } while (cursor != "0");
+  }
+
+  std::optional<TwinMessage> parse_record(const std::string& key, const std::string& value,
+                                          std::int64_t ttl) const {
+    const std::vector<std::string> v = split(value);
+    if (key.size() < 2 || key[1] != ':' || v.empty() || v[0] != "1") {
+      return std::nullopt;
+    }
+    const std::string rest = key.substr(2);
+    TwinMessage m;
+    if (key[0] == 'a' && v.size() == 4) {
+      const std::size_t colon = rest.rfind(':');
+      auto bytes = colon == std::string::npos ? std::nullopt : unhex(rest.substr(colon + 1));
+      const auto seen = to_int(v[2]);
+      if (!bytes || !seen) {
+        return std::nullopt;
+      }
+      m.kind = TwinMessage::Kind::affinity;
+      m.affinity = {rest.substr(0, colon), *bytes, v[1], from_unix(*seen),
+                    std::chrono::seconds(std::max<std::int64_t>(ttl, 0))};
+      m.instance = v[3];
+    } else if (key[0] == 'n' && v.size() == 3) {
+      const std::size_t colon = rest.find(':');
+      if (colon == std::string::npos) {
+        return std::nullopt;
+      }
+      m.kind = TwinMessage::Kind::node_state;
+      m.cluster = rest.substr(0, colon);
+      m.node = rest.substr(colon + 1);
+      m.state = v[1];
+      m.instance = v[2];
+    } else if (key[0] == 'r' && v.size() == 3) {
+      m.kind = TwinMessage::Kind::route;
+      m.name = rest;
+      m.target = v[1];
+      m.instance = v[2];
+    } else if (key[0] == 'b' && v.size() == 3) {
+      m.kind = TwinMessage::Kind::block;
+      m.name = rest;
+      m.until = from_unix(to_int(v[1]).value_or(0));
+      m.instance = v[2];
+    } else {
+      return std::nullopt;
+    }
+    return m;
+  }
+
+  // ---- subscriber thread ----
+
+  void run_subscriber() {
+    auto backoff = kFirstBackoff;
+    bool first = true;
+    while (true) {
+      std::string error;
+      Context c = open(error);
+      if (c) {
+        Reply r = command(c.get(), {"SUBSCRIBE", channel});
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+          c.reset();
+        }
+      }
+      if (!c) {
+        if (!pause(backoff)) {
+          return;
+        }
+        backoff = std::min(backoff * 2, kMaxBackoff);
+        continue;
+      }
+      backoff = kFirstBackoff;
+      if (!first) {
+        // Messages published while we were not subscribed are found by a re-read.
+        resync_requested = true;
+        wake.notify_all();
+      }
+      first = false;
+      set_subscribed(true);
+      const bool failed = listen(c.get());
+      set_subscribed(false);
+      if (!failed) {
+        return;
+      }
+    }
+  }
+
+  // Delivers messages until the connection fails (returns true) or the link stops (false).
+  bool listen(redisContext* c) {
+    while (true) {
+      pollfd fds[2] = {{c->fd, POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
+      const int n = ::poll(fds, 2, 1000);
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) {
+          return false;
+        }
+      }
+      if (n <= 0 || (fds[0].revents == 0)) {
+        continue;
+      }
+      if (redisBufferRead(c) != REDIS_OK) {
+        return true;
+      }
+      void* raw = nullptr;
+      while (redisGetReplyFromReader(c, &raw) == REDIS_OK && raw != nullptr) {
+        Reply r(static_cast<redisReply*>(raw));
+        raw = nullptr;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            reply_text(r->element[0]) == "message") {
+          on_published(reply_text(r->element[2]));
+        }
+      }
+      if (c->err != 0) {
+        return true;
+      }
+    }
+  }
+
+  void on_published(const std::string& text) {
+    const std::vector<std::string> w = split(text);
+    if (w.size() < 3 || w[0] != "1" || w[1] == config.instance) {
+      return;
+    }
+    TwinMessage m;
+    m.instance = w[1];
+    const std::string& kind = w[2];
+    const std::size_t n = w.size() - 3;
+    auto at = [&](std::size_t i) -> const std::string& { return w[3 + i]; };
+    if ((kind == "a" || kind == "p") && n == 5) {
+      auto bytes = unhex(at(1));
+      auto seen = to_int(at(3));
+      auto ttl = to_int(at(4));
+      if (!bytes || !seen || !ttl) {
+        return;
+      }
+      m.kind = kind == "a" ? TwinMessage::Kind::affinity : TwinMessage::Kind::pin;
+      m.affinity = {at(0), *bytes, at(2), from_unix(*seen), std::chrono::seconds(*ttl)};
+    } else if (kind == "f" && n == 2) {
+      auto bytes = unhex(at(1));
+      if (!bytes) {
+        return;
+      }
+      m.kind = TwinMessage::Kind::forget;
+      m.affinity.cluster = at(0);
+      m.affinity.key = *bytes;
+    } else if (kind == "n" && n == 3) {
+      m.kind = TwinMessage::Kind::node_state;
+      m.cluster = at(0);
+      m.node = at(1);
+      m.state = at(2);
+    } else if (kind == "r" && (n == 1 || n == 2)) {
+      m.kind = TwinMessage::Kind::route;
+      m.name = at(0);
+      m.target = n == 2 ? at(1) : std::string{};
+    } else if (kind == "b" && n == 2) {
+      m.kind = TwinMessage::Kind::block;
+      m.name = at(0);
+      m.until = from_unix(to_int(at(1)).value_or(0));
+    } else if (kind == "u" && n == 1) {
+      m.kind = TwinMessage::Kind::unblock;
+      m.name = at(0);
+    } else {
+      return;
+    }
+    {
+      std::lock_guard lock(mutex);
+      ++stats.messages_received;
+    }
+    deliver(m);
+  }
+
+  void deliver(const TwinMessage& m) {
+    if (m.instance == config.instance) {
+      return;
+    }
+    {
+      std::lock_guard lock(mutex);
+      instances[m.instance] = std::chrono::system_clock::now();
+    }
+    if (callbacks.on_message) {
+      callbacks.on_message(m);
+    }
+  }
+
+  // ---- lookups ----
+
+  // Removes and returns the callback of lookup `id` if it is still pending.
+  LookupCallback take(std::uint64_t id) {
+    std::lock_guard lock(mutex);
+    auto it = pending.find(id);
+    if (it == pending.end()) {
+      return nullptr;
+    }
+    LookupCallback done = std::move(it->second.done);
+    pending.erase(it);
+    return done;
+  }
+
+  void answer(const LookupCallback& done, LookupResult result) {
+    {
+      std::lock_guard lock(mutex);
+      switch (result.status) {
+        case LookupResult::Status::hit:
+          ++stats.lookups_hit;
+          break;
+        case LookupResult::Status::miss:
+          ++stats.lookups_miss;
+          break;
+        default:
+          ++stats.lookups_timeout;
+      }
+    }
+    done(result);
+  }
+
+  void fail_pending() {
+    std::map<std::uint64_t, Pending> failed;
+    {
+      std::lock_guard lock(mutex);
+      failed.swap(pending);
+    }
+    for (auto& [id, p] : failed) {
+      answer(p.done, {LookupResult::Status::unavailable, {}});
+    }
+  }
+
+  void run_deadlines() {
+    std::unique_lock lock(mutex);
+    while (!stopping) {
+      auto next = Clock::time_point::max();
+      for (const auto& [id, p] : pending) {
+        next = std::min(next, p.deadline);
+      }
+      if (next == Clock::time_point::max()) {
+        deadline_changed.wait(lock);
+      } else {
+        deadline_changed.wait_until(lock, next);
+      }
+      std::vector<LookupCallback> expired;
+      const auto now = Clock::now();
+      for (auto it = pending.begin(); it != pending.end();) {
+        if (it->second.deadline <= now) {
+          expired.push_back(std::move(it->second.done));
+          it = pending.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      lock.unlock();
+      for (const LookupCallback& done : expired) {
+        answer(done, {LookupResult::Status::timeout, {}});
+      }
+      lock.lock();
+    }
+  }
+};
+
+TwinLink::TwinLink(config::TwinConfig config, TwinCallbacks callbacks)
+    : state_(std::make_shared<State>()) {
+  State& s = *state_;
+  s.config = std::move(config);
+  s.callbacks = std::move(callbacks);
+  s.channel = s.config.key_prefix + "events";
+  if (::pipe(s.wake_pipe) != 0) {
+    s.wake_pipe[0] = s.wake_pipe[1] = -1;
+  }
+  s.command_thread = std::thread([&s] { s.run_commands(); });
+  s.subscriber_thread = std::thread([&s] { s.run_subscriber(); });
+  s.deadline_thread = std::thread([&s] { s.run_deadlines(); });
+}
+
+TwinLink::~TwinLink() {
+  State& s = *state_;
+  {
+    std::lock_guard lock(s.mutex);
+    s.stopping = true;
+  }
+  s.wake.notify_all();
+  s.deadline_changed.notify_all();
+  if (s.wake_pipe[1] >= 0) {
+    const char byte = 0;
+    [[maybe_unused]] const auto ignored = ::write(s.wake_pipe[1], &byte, 1);
+  }
+  s.command_thread.join();
+  s.subscriber_thread.join();
+  s.deadline_thread.join();
+  s.fail_pending();
+  for (const int fd : s.wake_pipe) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+}
+
+void TwinLink::publish_affinity(const AffinityEntry& entry) {
+  state_->enqueue([s = state_.get(), entry](redisContext* c) { s->write_affinity(c, entry, false); });
+}
+
+void TwinLink::publish_pin(const AffinityEntry& entry) {
+  state_->enqueue([s = state_.get(), entry](redisContext* c) { s->write_affinity(c, entry, true); });
+}
+
+void TwinLink::publish_forget(const std::string& cluster, const std::string& key) {
+  state_->enqueue([s = state_.get(), cluster, key](redisContext* c) {
+    if (command(c, {"DEL", s->affinity_key(cluster, key)})) {
+      s->publish(c, "f", fmt::format("{} {}", cluster, hex(key)));
+    }
+  });
+}
+
+void TwinLink::publish_node_state(const std::string& cluster, const std::string& node,
+                                  const std::string& state) {
+  state_->enqueue([s = state_.get(), cluster, node, state](redisContext* c) {
+    const std::string key = fmt::format("{}n:{}:{}", s->config.key_prefix, cluster, node);
+    if (command(c, {"SET", key, fmt::format("{} {} {}", kFormatVersion, state, s->config.instance)})) {
+      s->publish(c, "n", fmt::format("{} {} {}", cluster, node, state));
+    }
+  });
+}
+
+void TwinLink::publish_route(const std::string& name, const std::string& target) {
+  state_->enqueue([s = state_.get(), name, target](redisContext* c) {
+    const std::string key = fmt::format("{}r:{}", s->config.key_prefix, name);
+    const Reply r = target.empty()
+                        ? command(c, {"DEL", key})
+                        : command(c, {"SET", key, fmt::format("{} {} {}", kFormatVersion, target,
+                                                              s->config.instance)});
+    if (r) {
+      s->publish(c, "r", target.empty() ? name : fmt::format("{} {}", name, target));
+    }
+  });
+}
+
+void TwinLink::publish_block(const std::string& subject, SystemTime until) {
+  state_->enqueue([s = state_.get(), subject, until](redisContext* c) {
+    const std::string key = fmt::format("{}b:{}", s->config.key_prefix, subject);
+    std::vector<std::string> args{
+        "SET", key, fmt::format("{} {} {}", kFormatVersion, to_unix(until), s->config.instance)};
+    if (until != SystemTime{}) {
+      const auto left = to_unix(until) - to_unix(std::chrono::system_clock::now());
+      if (left <= 0) {
+        return;
+      }
+      args.insert(args.end(), {"EX", std::to_string(left)});
+    }
+    if (command(c, args)) {
+      s->publish(c, "b", fmt::format("{} {}", subject, to_unix(until)));
+    }
+  });
+}
+
+void TwinLink::publish_unblock(const std::string& subject) {
+  state_->enqueue([s = state_.get(), subject](redisContext* c) {
+    if (command(c, {"DEL", fmt::format("{}b:{}", s->config.key_prefix, subject)})) {
+      s->publish(c, "u", subject);
+    }
+  });
+}
+
+void TwinLink::lookup_affinity(const std::string& cluster, const std::string& key,
+                               std::chrono::milliseconds timeout, LookupCallback done) {
+  State& s = *state_;
+  if (!s.connected) {
+    s.answer(done, {LookupResult::Status::unavailable, {}});
+    return;
+  }
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(s.mutex);
+    id = s.next_lookup++;
+    s.pending[id] = State::Pending{Clock::now() + timeout, std::move(done)};
+  }
+  s.deadline_changed.notify_all();
+  s.enqueue([sp = state_.get(), id, key = s.affinity_key(cluster, key)](redisContext* c) {
+    {
+      std::lock_guard lock(sp->mutex);
+      if (!sp->pending.contains(id)) {
+        return;  // answered already (timeout): no need to ask
+      }
+    }
+    Reply r = command(c, {"GET", key});
+    LookupCallback cb = sp->take(id);
+    if (!cb) {
+      return;
+    }
+    if (!r) {
+      sp->answer(cb, {LookupResult::Status::unavailable, {}});
+      return;
+    }
+    const std::vector<std::string> w = split(reply_text(r.get()));
+    if (r->type == REDIS_REPLY_STRING && w.size() >= 2 && w[0] == "1") {
+      sp->answer(cb, {LookupResult::Status::hit, w[1]});
+    } else {
+      sp->answer(cb, {LookupResult::Status::miss, {}});
+    }
+  });
+}
+
+TwinStats TwinLink::stats() const {
+  std::lock_guard lock(state_->mutex);
+  TwinStats out = state_->stats;
+  const auto now = std::chrono::system_clock::now();
+  for (const auto& [name, seen] : state_->instances) {
+    if (now - seen <= kInstanceMemory) {
+      out.instances.emplace_back(name, seen);
+    }
+  }
+  return out;
+}
+
+const std::string& TwinLink::instance() const { return state_->config.instance; }
+
+}  // namespace pb::state

@@ -1,0 +1,346 @@
+// TwinLink against a real redis-server (tests/support/redis_server.hpp).
+#include "protobalance/state/twin_link.hpp"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/process.hpp"
+#include "support/redis_server.hpp"
+
+namespace pb::state {
+namespace {
+
+using namespace std::chrono_literals;
+using test::in;
+
+// Polls `condition` every 10 ms until it holds or the deadline passes.
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 20s) {
+  const auto deadline = in(limit);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// Everything a link's callbacks reported, under a lock.
+struct Recorder {
+  std::mutex mutex;
+  std::vector<TwinMessage> messages;
+  std::vector<AffinityEntry> conflicts;
+  std::vector<AffinityEntry> local;  // what the snapshot callback hands out
+
+  TwinCallbacks callbacks() {
+    TwinCallbacks c;
+    c.on_message = [this](const TwinMessage& m) {
+      std::lock_guard lock(mutex);
+      messages.push_back(m);
+    };
+    c.on_conflict = [this](const AffinityEntry& e) {
+      std::lock_guard lock(mutex);
+      conflicts.push_back(e);
+    };
+    c.snapshot = [this](const std::function<void(const AffinityEntry&)>& emit) {
+      std::vector<AffinityEntry> copy;
+      {
+        std::lock_guard lock(mutex);
+        copy = local;
+      }
+      for (const AffinityEntry& e : copy) emit(e);
+    };
+    return c;
+  }
+  // The node an affinity/pin message (or re-read entry) told for `key`, or "" if none yet.
+  std::string learned(const std::string& key) {
+    std::lock_guard lock(mutex);
+    for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+      if ((it->kind == TwinMessage::Kind::affinity || it->kind == TwinMessage::Kind::pin) &&
+          it->affinity.key == key) {
+        return it->affinity.node;
+      }
+    }
+    return {};
+  }
+  std::size_t count(TwinMessage::Kind kind) {
+    std::lock_guard lock(mutex);
+    std::size_t n = 0;
+    for (const TwinMessage& m : messages) n += m.kind == kind ? 1 : 0;
+    return n;
+  }
+};
+
+config::TwinConfig twin_config(const test::RedisServer& redis, const std::string& instance) {
+  config::TwinConfig c;
+  c.enabled = true;
+  c.redis = redis.address();
+  c.port = redis.port();
+  c.instance = instance;
+  c.key_prefix = "test:";
+  return c;
+}
+
+AffinityEntry entry(std::string key, std::string node) {
+  return {"web", std::move(key), std::move(node), std::chrono::system_clock::now(), 3600s};
+}
+
+bool up(const TwinLink& link) {
+  const TwinStats s = link.stats();
+  return s.connected && s.subscribed;
+}
+
+// Runs a lookup and waits (with a deadline) for its answer.
+LookupResult lookup(TwinLink& link, const std::string& key, std::chrono::milliseconds timeout) {
+  auto promise = std::make_shared<std::promise<LookupResult>>();
+  auto future = promise->get_future();
+  link.lookup_affinity("web", key, timeout, [promise](const LookupResult& r) { promise->set_value(r); });
+  if (future.wait_for(10s) != std::future_status::ready) {
+    ADD_FAILURE() << "lookup not answered within 10 s";
+    return {LookupResult::Status::unavailable, {}};
+  }
+  return future.get();
+}
+
+// A client key with bytes that text formats often mishandle.
+const std::string kKey{"\x00\x01\xff client", 11};
+
+TEST(TwinLink, TwinsSeeEachOthersAffinityDecisions) {
+  // Verifies that an entry published by one link reaches the other by subscription with the
+  // same binary key and node, is found by the other's lookup, and is counted on both sides.
+  test::RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  Recorder ra;
+  Recorder rb;
+  TwinLink a(twin_config(redis, "lb-a"), ra.callbacks());
+  TwinLink b(twin_config(redis, "lb-b"), rb.callbacks());
+  ASSERT_TRUE(eventually([&] { return up(a) && up(b); }));
+
+  a.publish_affinity(entry(kKey, "node2"));
+  ASSERT_TRUE(eventually([&] { return rb.learned(kKey) == "node2"; }));
+  EXPECT_EQ(ra.learned(kKey), "") << "a link must ignore its own messages";
+  const LookupResult found = lookup(b, kKey, 1000ms);
+  EXPECT_EQ(found.status, LookupResult::Status::hit);
+  EXPECT_EQ(found.node, "node2");
+
+  const TwinStats sa = a.stats();
+  const TwinStats sb = b.stats();
+  EXPECT_GE(sa.messages_sent, 1u);
+  EXPECT_GE(sb.messages_received, 1u);
+  EXPECT_EQ(sb.lookups_hit, 1u);
+  ASSERT_EQ(sb.instances.size(), 1u);
+  EXPECT_EQ(sb.instances[0].first, "lb-a");
+}
+
+TEST(TwinLink, FirstWriterWinsBetweenConcurrentPublishers) {
+  // Verifies that when two links publish different nodes for the same new clients at the same
+  // moment, exactly one write wins per client, the loser learns the winner's node through
+  // on_conflict, and both links' lookups then agree.
+  test::RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  Recorder ra;
+  Recorder rb;
+  TwinLink a(twin_config(redis, "lb-a"), ra.callbacks());
+  TwinLink b(twin_config(redis, "lb-b"), rb.callbacks());
+  ASSERT_TRUE(eventually([&] { return up(a) && up(b); }));
+
+  constexpr int kClients = 20;
+  std::thread ta([&] {
+    for (int i = 0; i < kClients; ++i) a.publish_affinity(entry("c" + std::to_string(i), "node1"));
+  });
+  std::thread tb([&] {
+    for (int i = 0; i < kClients; ++i) b.publish_affinity(entry("c" + std::to_string(i), "node2"));
+  });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(eventually([&] { return a.stats().conflicts + b.stats().conflicts == kClients; }))
+      << "conflicts: " << a.stats().conflicts + b.stats().conflicts;
+  for (int i = 0; i < kClients; ++i) {
+    const std::string key = "c" + std::to_string(i);
+    const LookupResult la = lookup(a, key, 1000ms);
+    const LookupResult lb = lookup(b, key, 1000ms);
+    ASSERT_EQ(la.status, LookupResult::Status::hit);
+    EXPECT_EQ(la.node, lb.node) << key;
+  }
+  // Each conflict names the node of the other writer.
+  std::lock_guard la(ra.mutex);
+  std::lock_guard lb(rb.mutex);
+  for (const AffinityEntry& e : ra.conflicts) EXPECT_EQ(e.node, "node2");
+  for (const AffinityEntry& e : rb.conflicts) EXPECT_EQ(e.node, "node1");
+}
+
+TEST(TwinLink, LookupAnswersHitMissAndTimeout) {
+  // Verifies the three answers of a lookup: miss for an unknown client, hit after a publish, and
+  // timeout, no later than well after the deadline, when Redis is frozen with SIGSTOP.
+  test::RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  Recorder ra;
+  TwinLink a(twin_config(redis, "lb-a"), ra.callbacks());
+  ASSERT_TRUE(eventually([&] { return up(a); }));
+
+  EXPECT_EQ(lookup(a, "unknown", 1000ms).status, LookupResult::Status::miss);
+  a.publish_affinity(entry("known", "node3"));
+  ASSERT_TRUE(eventually([&] { return lookup(a, "known", 1000ms).status == LookupResult::Status::hit; }));
+
+  redis.pause();
+  const auto start = std::chrono::steady_clock::now();
+  const LookupResult frozen = lookup(a, "known", 100ms);
+  const auto took = std::chrono::steady_clock::now() - start;
+  redis.resume();
+  EXPECT_EQ(frozen.status, LookupResult::Status::timeout);
+  EXPECT_GE(took, 100ms);
+  EXPECT_LT(took, 3s) << "the answer must come at the deadline, not when Redis answers";
+  const TwinStats s = a.stats();
+  EXPECT_EQ(s.lookups_miss, 1u);
+  EXPECT_GE(s.lookups_hit, 1u);
+  EXPECT_EQ(s.lookups_timeout, 1u);
+  // After the thaw the link still works.
+  EXPECT_TRUE(eventually([&] { return lookup(a, "known", 1000ms).node == "node3"; }));
+}
+
+TEST(TwinLink, RedisRestartedEmptyGetsWhatTheTwinsHold) {
+  // Verifies that after Redis is killed and restarted empty, the links reconnect, publish again
+  // what they hold locally (including what was decided during the outage), and that a twin
+  // started afterwards learns those entries by the re-read.
+  test::RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  Recorder ra;
+  TwinLink a(twin_config(redis, "lb-a"), ra.callbacks());
+  ASSERT_TRUE(eventually([&] { return up(a); }));
+  {
+    std::lock_guard lock(ra.mutex);
+    ra.local.push_back(entry("before", "node1"));
+  }
+  a.publish_affinity(entry("before", "node1"));
+  ASSERT_TRUE(eventually([&] { return lookup(a, "before", 1000ms).status == LookupResult::Status::hit; }));
+
+  redis.kill();
+  ASSERT_TRUE(eventually([&] { return !a.stats().connected; }));
+  EXPECT_EQ(lookup(a, "before", 100ms).status, LookupResult::Status::unavailable);
+  {
+    std::lock_guard lock(ra.mutex);
+    ra.local.push_back(entry("during", "node2"));  // decided alone during the outage
+  }
+  ASSERT_TRUE(redis.restart());
+  ASSERT_TRUE(eventually([&] { return up(a); }));
+  EXPECT_TRUE(eventually([&] { return lookup(a, "during", 1000ms).node == "node2"; }));
+  EXPECT_TRUE(eventually([&] { return lookup(a, "before", 1000ms).node == "node1"; }));
+
+  Recorder rc;
+  TwinLink c(twin_config(redis, "lb-c"), rc.callbacks());
+  EXPECT_TRUE(eventually([&] { return rc.learned("before") == "node1" && rc.learned("during") == "node2"; }));
+}
+
+TEST(TwinLink, StatesRoutesBlocksForgetAndPinReachTheTwins) {
+  // Verifies that node states, routes (set and reset), blocks, unblocks, forget and pin are
+  // delivered to the other link with their fields, and that forget removes the entry.
+  test::RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  Recorder ra;
+  Recorder rb;
+  TwinLink a(twin_config(redis, "lb-a"), ra.callbacks());
+  TwinLink b(twin_config(redis, "lb-b"), rb.callbacks());
+  ASSERT_TRUE(eventually([&] { return up(a) && up(b); }));
+
+  a.publish_node_state("web", "node1", "draining");
+  a.publish_route("api", "web2");
+  a.publish_route("api", "");
+  const auto until = std::chrono::system_clock::now() + 1h;
+  a.publish_block("192.0.2.0/24", until);
+  a.publish_unblock("192.0.2.0/24");
+  a.publish_affinity(entry("k", "node1"));
+  a.publish_pin(entry("k", "node4"));
+  a.publish_forget("web", "k");
+  ASSERT_TRUE(eventually([&] { return rb.count(TwinMessage::Kind::forget) == 1; }));
+
+  std::lock_guard lock(rb.mutex);
+  ASSERT_EQ(rb.messages.size(), 8u);
+  const auto& m = rb.messages;
+  EXPECT_EQ(m[0].kind, TwinMessage::Kind::node_state);
+  EXPECT_EQ(m[0].cluster + "/" + m[0].node + "=" + m[0].state, "web/node1=draining");
+  EXPECT_EQ(m[1].kind, TwinMessage::Kind::route);
+  EXPECT_EQ(m[1].name + "->" + m[1].target, "api->web2");
+  EXPECT_EQ(m[2].kind, TwinMessage::Kind::route);
+  EXPECT_EQ(m[2].target, "");
+  EXPECT_EQ(m[3].kind, TwinMessage::Kind::block);
+  EXPECT_EQ(m[3].name, "192.0.2.0/24");
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::seconds>(m[3].until.time_since_epoch()),
+            std::chrono::duration_cast<std::chrono::seconds>(until.time_since_epoch()));
+  EXPECT_EQ(m[4].kind, TwinMessage::Kind::unblock);
+  EXPECT_EQ(m[5].kind, TwinMessage::Kind::affinity);
+  EXPECT_EQ(m[6].kind, TwinMessage::Kind::pin);
+  EXPECT_EQ(m[6].affinity.node, "node4");
+  EXPECT_EQ(m[7].affinity.key, "k");
+  for (const TwinMessage& msg : m) EXPECT_EQ(msg.instance, "lb-a");
+  EXPECT_EQ(lookup(b, "k", 1000ms).status, LookupResult::Status::miss);
+}
+
+TEST(TwinLink, WrongPasswordIsAClearError) {
+  // Verifies that a refused password leaves the link disconnected with an error naming AUTH,
+  // answers lookups at once, and that the right password connects.
+  test::RedisServer redis("right-password");
+  ASSERT_TRUE(redis.ready());
+  test::TempDir dir;
+  Recorder r;
+  config::TwinConfig wrong = twin_config(redis, "lb-a");
+  wrong.password_file = dir.write("wrong.pass", "wrong-password\n");
+  TwinLink bad(wrong, r.callbacks());
+  ASSERT_TRUE(eventually([&] { return !bad.stats().last_error.empty(); }));
+  const TwinStats s = bad.stats();
+  EXPECT_FALSE(s.connected);
+  EXPECT_NE(s.last_error.find("refused the password (AUTH)"), std::string::npos) << s.last_error;
+  EXPECT_EQ(lookup(bad, "x", 1000ms).status, LookupResult::Status::unavailable);
+
+  config::TwinConfig right = twin_config(redis, "lb-b");
+  right.password_file = dir.write("right.pass", "right-password\n");
+  TwinLink good(right, r.callbacks());
+  EXPECT_TRUE(eventually([&] { return up(good); }));
+}
+
+TEST(TwinLink, WrongDatabaseAndNonRedisServerAreClearErrors) {
+  // Verifies that a database Redis refuses and a server that does not speak Redis are reported.
+  test::RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  Recorder r;
+  config::TwinConfig db = twin_config(redis, "lb-a");
+  db.database = 100000;
+  TwinLink bad_db(db, r.callbacks());
+  ASSERT_TRUE(eventually([&] { return !bad_db.stats().last_error.empty(); }));
+  EXPECT_NE(bad_db.stats().last_error.find("refused database 100000"), std::string::npos)
+      << bad_db.stats().last_error;
+
+  // A TCP server that accepts (through its backlog) and never speaks Redis.
+  const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(silent, 8), 0);
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  config::TwinConfig other = twin_config(redis, "lb-b");
+  other.port = ntohs(addr.sin_port);
+  other.redis = "127.0.0.1:" + std::to_string(other.port);
+  {
+    TwinLink not_redis(other, r.callbacks());
+    EXPECT_TRUE(eventually([&] { return !not_redis.stats().last_error.empty(); }));
+    EXPECT_NE(not_redis.stats().last_error.find("no answer to PING from " + other.redis),
+              std::string::npos)
+        << not_redis.stats().last_error;
+    EXPECT_FALSE(not_redis.stats().connected);
+  }
+  ::close(silent);
+}
+
+}  // namespace
+}  // namespace pb::state
