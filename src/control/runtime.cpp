@@ -22,6 +22,8 @@
 #include "protobalance/control/admin_server.hpp"
 #include "protobalance/control/notify.hpp"
 #include "protobalance/net/connect.hpp"
+#include "protobalance/net/connection.hpp"
+#include "protobalance/net/proxy_header_in.hpp"
 
 namespace pb::control {
 
@@ -266,12 +268,18 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
     stats = listener_stats_.at(group.config.name);
     affinity_stats = affinity_stats_.at(cluster_name);
   }
+  // Client phases are const and shared by the listener's routes on every worker.
+  std::vector<std::shared_ptr<const net::ClientPhase>> client_phases;
+  if (group.config.accept_proxy) {
+    client_phases.push_back(std::make_shared<const net::ProxyHeaderIn>(
+        group.config.trusted_proxies, group.config.proxy_timeout));
+  }
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     // Each worker gets its own Route object: its reference count is then written by that
     // worker only.
     auto route = std::make_shared<const net::Route>(
         net::Route{group.config.name, cluster, stats, affinity_.get(), affinity_stats,
-                   options_.access_log});
+                   options_.access_log, client_phases});
     auto listener = group.per_worker[w];
     if (!listener->route()) {
       listener->set_route(std::move(route));  // not started yet: no worker reads it
@@ -342,6 +350,16 @@ std::vector<std::string> describe_changes(const config::Config& before, const co
       changes.push_back(fmt::format("listener {} moved from {} to {}", l.name, it->address, l.address));
     } else if (it->cluster != l.cluster) {
       changes.push_back(fmt::format("listener {} now routes to cluster {}", l.name, l.cluster));
+    }
+    if (it != before.listeners.end() && it->endpoint == l.endpoint &&
+        (it->accept_proxy != l.accept_proxy || it->proxy_timeout != l.proxy_timeout ||
+         it->trusted_proxies.size() != l.trusted_proxies.size() ||
+         !std::equal(it->trusted_proxies.begin(), it->trusted_proxies.end(),
+                     l.trusted_proxies.begin(), [](const auto& a, const auto& b) {
+                       return a.address == b.address && a.prefix == b.prefix;
+                     }))) {
+      changes.push_back(fmt::format("listener {}: PROXY protocol in {} for new connections", l.name,
+                                    l.accept_proxy ? "on" : "off"));
     }
   }
   for (const auto& l : before.listeners) {
@@ -575,6 +593,8 @@ asio::awaitable<void> Runtime::probe_loop() {
               const auto& node = cluster->nodes()[i];
               auto result = co_await net::connect_with_timeout(
                   worker, probe, slot, node.endpoint, cluster->config().connect_timeout);
+              // A node that expects a PROXY header gets one that says "a probe, no client".
+              if (!result) net::send_local_header(probe, cluster->config().nodes[i].proxy_protocol);
               cluster->on_probe(i, !result);
             },
             asio::detached);
@@ -606,7 +626,8 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
       asio::post(worker->context(), [w = worker.get(), target] {
         // Set available again before this ran: its new sessions are welcome.
         if (target->admin_state.load() != config::AdminState::offline) return;
-        w->close_sessions([target](const net::SessionEntry& e) { return e.node_runtime == target; });
+        w->close_connections(
+            [target](const net::Connection& c) { return c.node_runtime() == target; });
       });
     }
   }
@@ -615,7 +636,7 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
 
 std::size_t Runtime::active_sessions() const {
   std::size_t total = 0;
-  for (const auto& worker : workers_) total += worker->active_sessions();
+  for (const auto& worker : workers_) total += worker->active_connections();
   return total;
 }
 
@@ -688,7 +709,7 @@ void Runtime::finish_stop() {
     spdlog::warn("shutdown timeout reached: closing {} connection(s)", active_sessions());
     for (auto& worker : workers_) {
       asio::post(worker->context(), [w = worker.get()] {
-        w->close_sessions([](const net::SessionEntry&) { return true; });
+        w->close_connections([](const net::Connection&) { return true; });
       });
     }
   }
