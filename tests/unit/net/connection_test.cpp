@@ -77,18 +77,23 @@ struct Client {
       std::this_thread::sleep_for(1ms);  // pacing, so that the bytes arrive one by one
     }
   }
+  // Reads with recv(), bounded by SO_RCVTIMEO (Asio's blocking read would wait on).
   std::string read(std::size_t size) {
     std::string got(size, '\0');
-    boost::system::error_code ec;
-    got.resize(asio::read(socket, asio::buffer(got), ec));
+    std::size_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::recv(socket.native_handle(), got.data() + done, size - done, 0);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    got.resize(done);
     return got;
   }
   // True if the balancer closed the connection (end of stream or reset) before any byte came.
   bool closed_by_peer() {
     char byte = 0;
-    boost::system::error_code ec;
-    socket.read_some(asio::buffer(&byte, 1), ec);
-    return ec == asio::error::eof || ec == asio::error::connection_reset;
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
   }
   asio::io_context io;
   tcp::socket socket;

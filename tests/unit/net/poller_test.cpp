@@ -1,4 +1,5 @@
 #include "protobalance/net/poller.hpp"
+#include "protobalance/net/worker.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,24 +19,19 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A poller on an io_context run by its own thread, as a worker runs it.
+// A worker's poller, on the worker's thread (its io_context, run as in production).
 struct Loop {
-  Loop() : poller(io) {}
   ~Loop() {
-    guard.reset();
-    io.stop();
-    if (thread.joinable()) thread.join();
+    worker.stop();
+    worker.join();
   }
-  void start() {
-    poller.start();
-    thread = std::thread([this] { io.run(); });
-  }
+  void start() { worker.start(); }
   // Reads `f()` on the loop's thread.
   template <typename F>
   auto read(F f) {
     std::packaged_task<decltype(f())()> task(std::move(f));
     auto result = task.get_future();
-    boost::asio::post(io, [&task] { task(); });
+    boost::asio::post(worker.context(), [&task] { task(); });
     EXPECT_EQ(result.wait_for(5s), std::future_status::ready);
     return result.get();
   }
@@ -49,10 +45,8 @@ struct Loop {
     }
     return true;
   }
-  boost::asio::io_context io{1};
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{io.get_executor()};
-  Poller poller;
-  std::thread thread;
+  Worker worker{0, 50ms};
+  Poller& poller = worker.poller();
 };
 
 // Counts the events a slot was told about.
@@ -74,7 +68,7 @@ struct SocketPair {
 };
 
 TEST(Poller, ReportsReadinessOncePerEdgeAndThePeersClose) {
-  // Verifies the poller's contract: a socket added before start() is reported writable; bytes
+  // Verifies the poller's contract: a socket added is reported writable; bytes
   // arriving make it readable with one event (edge-triggered: no repeat while nothing new
   // comes, although the byte is unread); more bytes raise a new event; the peer's close sets
   // peer_closed.
@@ -83,10 +77,12 @@ TEST(Poller, ReportsReadinessOncePerEdgeAndThePeersClose) {
   PollSlot slot;
   Counter counter;
   slot.writable = false;
-  ASSERT_TRUE(loop.poller.add(pair.fds[0], slot));
-  EXPECT_TRUE(slot.registered);
-  slot.attach(&Counter::notify, &counter);
   loop.start();
+  ASSERT_TRUE(loop.read([&] {
+    slot.attach(&Counter::notify, &counter);
+    return loop.poller.add(pair.fds[0], slot);
+  }));
+  EXPECT_TRUE(loop.read([&] { return slot.registered; }));
   ASSERT_TRUE(loop.until([&] { return slot.writable; }));
   EXPECT_FALSE(loop.read([&] { return slot.readable; }));
   const int after_registration = loop.read([&] { return counter.events; });
