@@ -1,5 +1,8 @@
 // End-to-end tests of the PROXY protocol: the real protobalance binary between clients that
 // send a header (as a balancer in front would) and nodes that parse one.
+#include <signal.h>
+
+#include <regex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -99,6 +102,40 @@ address = ")" + untouched.address() + "\"\n");
   EXPECT_NE(refused.wait_closed(in(5s)), PeerClose::timeout) << "not closed at once";
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
   EXPECT_EQ(untouched.accepted(), 0);
+}
+
+TEST(ProxyProtocol, ReloadTurnsAcceptProxyOnForNewConnections) {
+  // Verifies that a reload applies accept_proxy to a listener that stays on its address: a plain
+  // client is served before, and refused (no node contacted) after.
+  Backend node("n");
+  TempDir dir;
+  const std::string before = R"([[listener]]
+name = "l"
+listen = "127.0.0.1:0"
+cluster = "c"
+[[cluster]]
+name = "c"
+[[cluster.node]]
+name = "n"
+address = ")" + node.address() + "\"\n";
+  auto balancer = start(dir, before);
+  const std::string address = balancer->address("l");
+  {
+    Client client(address);
+    ASSERT_TRUE(client.send_all("a"));
+    EXPECT_EQ(client.recv_exact(1), "a");
+  }
+  EXPECT_EQ(node.accepted(), 1);
+  // The same listener (same listen text: it keeps its socket), header required from now on.
+  std::string after = before;
+  after.insert(after.find("[[cluster]]"), "accept_proxy = true\n");
+  dir.write("pb.toml", after);
+  balancer->process().signal(SIGHUP);
+  ASSERT_TRUE(balancer->process().wait_for(std::regex("PROXY protocol in on"), in(10s)));
+  Client refused(address);
+  ASSERT_TRUE(refused.send_all("GET / HTTP/1.0\r\n\r\n"));
+  EXPECT_NE(refused.wait_closed(in(5s)), PeerClose::timeout);
+  EXPECT_EQ(node.accepted(), 1);
 }
 
 }  // namespace
