@@ -50,6 +50,65 @@ std::optional<AdminState> parse_admin_state(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view to_string(ProxyProtocol p) {
+  switch (p) {
+    case ProxyProtocol::off: return "off";
+    case ProxyProtocol::v1: return "v1";
+    case ProxyProtocol::v2: return "v2";
+  }
+  return "unknown";
+}
+
+std::optional<ProxyProtocol> parse_proxy_protocol(std::string_view text) {
+  if (text == "off") return ProxyProtocol::off;
+  if (text == "v1") return ProxyProtocol::v1;
+  if (text == "v2") return ProxyProtocol::v2;
+  return std::nullopt;
+}
+
+std::optional<Cidr> parse_cidr(std::string_view text) {
+  const auto slash = text.find('/');
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(std::string(text.substr(0, slash)), ec);
+  if (ec) return std::nullopt;
+  const unsigned max = address.is_v4() ? 32 : 128;
+  unsigned prefix = max;
+  if (slash != std::string_view::npos) {
+    const std::string_view digits = text.substr(slash + 1);
+    if (digits.empty() || digits.size() > 3 || (digits.size() > 1 && digits[0] == '0')) {
+      return std::nullopt;
+    }
+    prefix = 0;
+    for (const char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      prefix = prefix * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (prefix > max) return std::nullopt;
+  }
+  return Cidr{address, static_cast<std::uint8_t>(prefix)};
+}
+
+bool Cidr::contains(const boost::asio::ip::address& a) const {
+  boost::asio::ip::address candidate = a;
+  // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) matches IPv4 blocks.
+  if (candidate.is_v6() && candidate.to_v6().is_v4_mapped() && address.is_v4()) {
+    candidate = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, candidate.to_v6());
+  }
+  if (candidate.is_v4() != address.is_v4()) return false;
+  auto matches = [this](const auto& x, const auto& y) {
+    unsigned bits = prefix;
+    for (std::size_t i = 0; i < x.size() && bits > 0; ++i) {
+      const unsigned take = bits >= 8 ? 8U : bits;
+      const auto mask = static_cast<std::uint8_t>(0xFFU << (8 - take));
+      if ((x[i] & mask) != (y[i] & mask)) return false;
+      bits -= take;
+    }
+    return true;
+  };
+  if (candidate.is_v4()) return matches(candidate.to_v4().to_bytes(), address.to_v4().to_bytes());
+  return matches(candidate.to_v6().to_bytes(), address.to_v6().to_bytes());
+}
+
 const NodeConfig* ClusterConfig::find_node(std::string_view node_name) const {
   const auto it = std::find_if(nodes.begin(), nodes.end(),
                                [&](const NodeConfig& n) { return n.name == node_name; });
@@ -80,7 +139,8 @@ constexpr std::array<std::string_view, 8> kTopKeys{"service", "listener",   "clu
                                                    "access_log", "snmp",     "admin",   "twin"};
 constexpr std::array<std::string_view, 4> kServiceKeys{"threads", "state_dir", "shutdown_timeout",
                                                        "log_level"};
-constexpr std::array<std::string_view, 3> kListenerKeys{"name", "listen", "cluster"};
+constexpr std::array<std::string_view, 6> kListenerKeys{"name", "listen", "cluster",
+    "accept_proxy", "trusted_proxies", "proxy_timeout"};
 constexpr std::array<std::string_view, 1> kMetricsKeys{"listen"};
 constexpr std::array<std::string_view, 1> kAdminKeys{"socket"};
 // sockaddr_un::sun_path holds 108 bytes with the terminating NUL.
@@ -89,18 +149,20 @@ constexpr std::array<std::string_view, 2> kSnmpKeys{"enabled", "agentx"};
 constexpr std::array<std::string_view, 2> kAccessLogKeys{"enabled", "path"};
 constexpr std::array<std::string_view, 6> kTwinKeys{"redis",      "password_file", "database",
                                                     "key_prefix", "instance",      "lookup_timeout"};
-constexpr std::array<std::string_view, 12> kClusterKeys{
+constexpr std::array<std::string_view, 13> kClusterKeys{
     "name",           "algorithm",    "connect_timeout",
     "retry_interval", "idle_timeout", "load_rating",
     "hash_key",       "affinity",     "node",
-    "health",         "agent",        "slow_start"};
+    "health",         "agent",        "slow_start",
+    "proxy_protocol"};
 constexpr std::array<std::string_view, 9> kHealthKeys{"interval", "timeout",  "rise",
                                                       "fall",     "send",     "expect",
                                                       "send_hex", "expect_hex", "port"};
 constexpr std::array<std::string_view, 3> kAgentKeys{"port", "interval", "timeout"};
 constexpr std::array<std::string_view, 4> kAffinityKeys{"enabled", "ttl", "prefix_v4", "prefix_v6"};
-constexpr std::array<std::string_view, 7> kNodeKeys{
-    "name", "address", "load_factor", "max_connections", "fallover", "tier", "state"};
+constexpr std::array<std::string_view, 8> kNodeKeys{
+    "name", "address", "load_factor", "max_connections", "fallover", "tier", "state",
+    "proxy_protocol"};
 constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug",    "info", "warn",
                                                      "error", "critical", "off"};
 
@@ -774,6 +836,12 @@ class Loader {
                               cluster_names_.empty() ? std::string("none") : known_clusters()));
           }
         }
+      } else if (k == "accept_proxy") {
+        if (const auto v = read_bool(value, k)) listener.accept_proxy = *v;
+      } else if (k == "trusted_proxies") {
+        read_trusted_proxies(value, listener);
+      } else if (k == "proxy_timeout") {
+        if (const auto v = read_duration(value, k, true)) listener.proxy_timeout = *v;
       } else {
         unknown_key(key, "[[listener]]", kListenerKeys);
       }
@@ -800,6 +868,42 @@ class Loader {
       }
     }
     config_.listeners.push_back(std::move(listener));
+  }
+
+  // trusted_proxies = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]: address blocks (a bare
+  // address is a block of one).
+  void read_trusted_proxies(const toml::node& value, ListenerConfig& listener) {
+    const auto* array = value.as_array();
+    if (array == nullptr) {
+      error(value, fmt::format("trusted_proxies must be an array of address blocks like "
+                               "\"10.0.0.0/8\", got {}", type_name(value)));
+      return;
+    }
+    for (const auto& item : *array) {
+      const auto* text = item.as_string();
+      if (text == nullptr) {
+        error(item, fmt::format("trusted_proxies entries must be strings like \"10.0.0.0/8\", got {}",
+                                type_name(item)));
+        continue;
+      }
+      if (const auto cidr = parse_cidr(text->get())) {
+        listener.trusted_proxies.push_back(*cidr);
+      } else {
+        error(item, fmt::format("'{}' is not an address block; expected ADDRESS or ADDRESS/PREFIX "
+                                "(\"10.0.0.0/8\", \"2001:db8::/32\")",
+                                text->get()));
+      }
+    }
+  }
+
+  void read_proxy_protocol(const toml::node& value, ProxyProtocol& out) {
+    if (const auto v = read_string(value, "proxy_protocol")) {
+      if (const auto p = parse_proxy_protocol(*v)) {
+        out = *p;
+      } else {
+        error(value, fmt::format("proxy_protocol must be one of off, v1, v2, got '{}'", *v));
+      }
+    }
   }
 
   std::string known_clusters() const {
@@ -879,6 +983,8 @@ class Loader {
         if (const auto v = read_duration(value, k, false)) {
           cluster.slow_start = *v;
         }
+      } else if (k == "proxy_protocol") {
+        read_proxy_protocol(value, cluster.proxy_protocol);
       } else {
         unknown_key(key, "[[cluster]]", kClusterKeys);
       }
@@ -1051,6 +1157,7 @@ class Loader {
                  std::map<std::string, SourcePos, std::less<>>& node_names) {
     NodeConfig node;
     node.pos = to_pos(table.source());
+    node.proxy_protocol = cluster.proxy_protocol;  // read before the nodes
     bool has_name = false;
     bool has_address = false;
     for (auto&& [key, value] : table) {
@@ -1110,6 +1217,8 @@ class Loader {
                       *v));
           }
         }
+      } else if (k == "proxy_protocol") {
+        read_proxy_protocol(value, node.proxy_protocol);
       } else {
         unknown_key(key, "[[cluster.node]]", kNodeKeys);
       }

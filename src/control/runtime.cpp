@@ -24,6 +24,8 @@
 #include "protobalance/control/admin_server.hpp"
 #include "protobalance/control/notify.hpp"
 #include "protobalance/net/connect.hpp"
+#include "protobalance/net/connection.hpp"
+#include "protobalance/net/proxy_header_in.hpp"
 
 namespace pb::control {
 
@@ -284,12 +286,18 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
     stats = listener_stats_.at(group.config.name);
     affinity_stats = affinity_stats_.at(cluster_name);
   }
+  // Client phases are const and shared by the listener's routes on every worker.
+  std::vector<std::shared_ptr<const net::ClientPhase>> client_phases;
+  if (group.config.accept_proxy) {
+    client_phases.push_back(std::make_shared<const net::ProxyHeaderIn>(
+        group.config.trusted_proxies, group.config.proxy_timeout));
+  }
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     // Each worker gets its own Route object: its reference count is then written by that
     // worker only.
     auto route = std::make_shared<const net::Route>(
         net::Route{group.config.name, cluster, stats, affinity_.get(), affinity_stats,
-                   options_.access_log});
+                   options_.access_log, client_phases});
     auto listener = group.per_worker[w];
     if (!listener->route()) {
       listener->set_route(std::move(route));  // not started yet: no worker reads it
@@ -361,6 +369,16 @@ std::vector<std::string> describe_changes(const config::Config& before, const co
       changes.push_back(fmt::format("listener {} moved from {} to {}", l.name, it->address, l.address));
     } else if (it->cluster != l.cluster) {
       changes.push_back(fmt::format("listener {} now routes to cluster {}", l.name, l.cluster));
+    }
+    if (it != before.listeners.end() && it->endpoint == l.endpoint &&
+        (it->accept_proxy != l.accept_proxy || it->proxy_timeout != l.proxy_timeout ||
+         it->trusted_proxies.size() != l.trusted_proxies.size() ||
+         !std::equal(it->trusted_proxies.begin(), it->trusted_proxies.end(),
+                     l.trusted_proxies.begin(), [](const auto& a, const auto& b) {
+                       return a.address == b.address && a.prefix == b.prefix;
+                     }))) {
+      changes.push_back(fmt::format("listener {}: PROXY protocol in {} for new connections", l.name,
+                                    l.accept_proxy ? "on" : "off"));
     }
   }
   for (const auto& l : before.listeners) {
@@ -599,6 +617,8 @@ asio::awaitable<void> Runtime::probe_loop() {
               const auto& node = cluster->nodes()[i];
               auto result = co_await net::connect_with_timeout(
                   worker, probe, slot, node.endpoint, cluster->config().connect_timeout);
+              // A node that expects a PROXY header gets one that says "a probe, no client".
+              if (!result) net::send_local_header(probe, cluster->config().nodes[i].proxy_protocol);
               cluster->on_probe(i, !result);
             },
             asio::detached);
@@ -663,7 +683,9 @@ asio::awaitable<void> Runtime::check_loop(std::string cluster_name, std::string 
     target.endpoint = node.endpoint;
     if (health.port != 0) target.endpoint.port(health.port);
     target.timeout = std::min(health.timeout.value_or(cfg.connect_timeout), health.interval);
-    // Hook: a node with proxy_protocol set gets its PROXY LOCAL header here (target.preamble).
+    // A node that expects a PROXY header gets one that says "a check, no client".
+    const auto version = cfg.nodes[static_cast<std::uint32_t>(index)].proxy_protocol;
+    target.preamble = std::string(net::local_header(version));
     target.send = health.send;
     target.expect = health.expect;
     const auto outcome = co_await balance::run_check(std::move(target));
@@ -765,7 +787,8 @@ void Runtime::close_node_sessions(const balance::NodeRuntime* target) {
     asio::post(worker->context(), [w = worker.get(), target] {
       // Available again before this ran: its new sessions are welcome.
       if (target->effective_state() != config::AdminState::offline) return;
-      w->close_sessions([target](const net::SessionEntry& e) { return e.node_runtime == target; });
+      w->close_connections(
+          [target](const net::Connection& c) { return c.node_runtime() == target; });
     });
   }
 }
@@ -795,7 +818,7 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
 
 std::size_t Runtime::active_sessions() const {
   std::size_t total = 0;
-  for (const auto& worker : workers_) total += worker->active_sessions();
+  for (const auto& worker : workers_) total += worker->active_connections();
   return total;
 }
 
@@ -868,7 +891,7 @@ void Runtime::finish_stop() {
     spdlog::warn("shutdown timeout reached: closing {} connection(s)", active_sessions());
     for (auto& worker : workers_) {
       asio::post(worker->context(), [w = worker.get()] {
-        w->close_sessions([](const net::SessionEntry&) { return true; });
+        w->close_connections([](const net::Connection&) { return true; });
       });
     }
   }

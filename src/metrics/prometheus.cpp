@@ -214,7 +214,8 @@ void collect_listeners(const control::Runtime& runtime, const control::Runtime::
   MetricFamily rejected = family("listener_rejected_total",
                                  "Accepted clients closed without being served, by reason "
                                  "(no_node: no node of the cluster could take them; "
-                                 "descriptors: the process ran out of file descriptors).",
+                                 "descriptors: the process ran out of file descriptors; "
+                                 "proxy: a bad, missing, late or untrusted PROXY header).",
                                  MetricType::Counter);
   MetricFamily route = family("listener_route",
                               "Where the listener sends new connections: the cluster is in the "

@@ -12,6 +12,8 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 
+#include "protobalance/net/proxy_protocol.hpp"
+
 namespace pb::net {
 
 namespace asio = boost::asio;
@@ -23,40 +25,37 @@ boost::system::error_code last_error() {
   return {errno, boost::system::system_category()};
 }
 
-// A connect still in progress: waits on the worker's poller until the socket is writable, its
-// deadline passes (the worker's shared connect timer) or the session is closed, then completes
-// (posted, never from within the poller's batch or the worker's sweep) with the outcome.
+// A connect still in progress: waits on the worker's poller until the socket is writable or its
+// deadline passes (the worker's shared deadline timer), then completes (posted, never from
+// within the poller's batch or the timer's handler) with the outcome.
 template <typename Handler>
-class ConnectWait final : public PendingConnect {
+class ConnectWait {
  public:
-  ConnectWait(Handler handler, Worker& worker, PollSlot& slot, SessionEntry* entry)
-      : handler_(std::move(handler)), worker_(worker), slot_(slot), entry_(entry) {}
+  ConnectWait(Handler handler, Worker& worker, PollSlot& slot)
+      : handler_(std::move(handler)), worker_(worker), slot_(slot) {}
 
   void begin(std::chrono::milliseconds timeout) {
     slot_.attach(&ConnectWait::on_poll, this);
-    if (entry_ != nullptr) entry_->connect = this;
-    worker_.watch_connect(*this, timeout);
-  }
-
-  static void on_poll(void* self, PollSlot& slot) {
-    if (slot.writable) static_cast<ConnectWait*>(self)->finish({});
-  }
-  void expire() override { finish(asio::error::timed_out); }
-  void cancel() override { finish(asio::error::operation_aborted); }
-  void abandon() override {
-    detach();
-    Handler handler = std::move(handler_);  // destroyed after this object: it owns the caller
-    delete this;
+    worker_.arm(deadline_, timeout);
   }
 
  private:
-  void detach() {
-    unlink();  // from the worker's watch list, if still there
-    slot_.detach();
-    if (entry_ != nullptr) entry_->connect = nullptr;
+  static void on_poll(void* self, PollSlot& slot) {
+    if (slot.writable) static_cast<ConnectWait*>(self)->finish({});
+  }
+  static void on_deadline(void* self, bool abandoned) {
+    auto* wait = static_cast<ConnectWait*>(self);
+    if (abandoned) {  // the worker is being destroyed: destroy without completing
+      wait->slot_.detach();
+      Handler handler = std::move(wait->handler_);  // destroyed after this object: it owns the caller
+      delete wait;
+      return;
+    }
+    wait->finish(asio::error::timed_out);
   }
   void finish(boost::system::error_code ec) {
-    detach();
+    deadline_.disarm();
+    slot_.detach();
     Handler handler = std::move(handler_);
     auto executor = asio::get_associated_executor(handler, worker_.context().get_executor());
     delete this;
@@ -66,16 +65,16 @@ class ConnectWait final : public PendingConnect {
   Handler handler_;
   Worker& worker_;
   PollSlot& slot_;
-  SessionEntry* entry_;
+  Deadline deadline_{&ConnectWait::on_deadline, this};
 };
 
 template <typename CompletionToken>
-auto async_wait_connected(Worker& worker, PollSlot& slot, SessionEntry* entry,
-                          std::chrono::milliseconds timeout, CompletionToken&& token) {
+auto async_wait_connected(Worker& worker, PollSlot& slot, std::chrono::milliseconds timeout,
+                          CompletionToken&& token) {
   return asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
-      [&worker, &slot, entry, timeout](auto handler) {
+      [&worker, &slot, timeout](auto handler) {
         using Op = ConnectWait<std::decay_t<decltype(handler)>>;
-        (new Op(std::move(handler), worker, slot, entry))->begin(timeout);
+        (new Op(std::move(handler), worker, slot))->begin(timeout);
       },
       token);
 }
@@ -86,8 +85,7 @@ auto async_wait_connected(Worker& worker, PollSlot& slot, SessionEntry* entry,
 // extra coroutine per connect (measured in BENCHMARKS.md).
 Task<boost::system::error_code> connect_with_timeout(Worker& worker, Fd& socket, PollSlot& slot,
                                                      const tcp::endpoint& endpoint,
-                                                     std::chrono::milliseconds timeout,
-                                                     SessionEntry* entry) {
+                                                     std::chrono::milliseconds timeout) {
   slot.reset();
   const int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           endpoint.protocol().protocol());
@@ -104,12 +102,29 @@ Task<boost::system::error_code> connect_with_timeout(Worker& worker, Fd& socket,
   slot.writable = false;  // the registration reports EPOLLOUT once connected (or failed)
   if (!worker.poller().add(fd, slot)) co_return last_error();
   const auto [wait_ec] =
-      co_await async_wait_connected(worker, slot, entry, timeout, asio::as_tuple(use_task));
+      co_await async_wait_connected(worker, slot, timeout, asio::as_tuple(use_task));
   if (wait_ec) co_return wait_ec;
   int error = 0;
   socklen_t length = sizeof error;
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) co_return last_error();
   co_return boost::system::error_code(error, boost::system::system_category());
+}
+
+std::string_view local_header(config::ProxyProtocol version) {
+  switch (version) {
+    case config::ProxyProtocol::v1: return proxy::local_header(proxy::Version::v1);
+    case config::ProxyProtocol::v2: return proxy::local_header(proxy::Version::v2);
+    case config::ProxyProtocol::off: break;
+  }
+  return {};
+}
+
+bool send_local_header(const Fd& socket, config::ProxyProtocol version) {
+  const std::string_view header = local_header(version);
+  if (header.empty()) return true;
+  const ssize_t n = ::send(socket.native_handle(), header.data(), header.size(),
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+  return n == static_cast<ssize_t>(header.size());
 }
 
 bool is_local_shortage(const boost::system::error_code& ec) {

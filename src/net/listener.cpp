@@ -7,13 +7,13 @@
 #include <cerrno>
 #include <cstring>
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/system/system_error.hpp>
 #include <spdlog/spdlog.h>
 
 #include "protobalance/net/connect.hpp"
+#include "protobalance/net/connection.hpp"
 
 namespace pb::net {
 
@@ -27,17 +27,6 @@ namespace {
 constexpr auto kAcceptPause = std::chrono::milliseconds(100);
 // Connections accepted in one go before the worker's other work gets a turn.
 constexpr int kAcceptBatch = 64;
-
-// Logs an exception that escaped a session coroutine (a bug, not a network event); the
-// process goes on serving everyone else.
-void on_session_done(const std::exception_ptr& error) {
-  if (!error) return;
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    spdlog::error("session ended by an unexpected error: {}", e.what());
-  }
-}
 
 }  // namespace
 
@@ -102,8 +91,7 @@ void Listener::accept_some() {
       tcp::endpoint peer;
       std::memcpy(peer.data(), &address, std::min<std::size_t>(length, sizeof address));
       peer.resize(length);
-      asio::co_spawn(worker_.context(), run_session(worker_, route_, Fd(fd), peer),
-                     on_session_done);
+      worker_.adopt(std::make_unique<Connection>(worker_, route_, Fd(fd), peer)).start();
       continue;
     }
     if (errno == EINTR) continue;

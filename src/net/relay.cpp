@@ -7,11 +7,9 @@
 
 namespace pb::net {
 
-namespace asio = boost::asio;
-
 namespace {
 
-// Reads per readiness event before yielding to other sessions of the worker (fairness).
+// Reads per readiness event before yielding to other connections of the worker (fairness).
 constexpr int kMaxBurst = 16;
 // Bytes per splice(): a pipe's default capacity.
 constexpr std::size_t kSpliceChunk = 64 * 1024;
@@ -19,83 +17,78 @@ constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
 }  // namespace
 
-Relay::Relay(Fd& client, Fd& node, Worker& worker, SessionEntry& entry,
-             bool allow_early_close)
-    : worker_(worker),
-      entry_(entry),
-      up_(this, client, node, entry.client_slot, entry.node_slot, false),
-      down_(this, node, client, entry.node_slot, entry.client_slot, true),
-      allow_early_close_(allow_early_close) {}
+std::string_view to_string(RelayEnd end) {
+  switch (end) {
+    case RelayEnd::finished: return "finished";
+    case RelayEnd::node_closed_early: return "node closed before data";
+    case RelayEnd::client_error: return "client error";
+    case RelayEnd::node_error: return "node error";
+    case RelayEnd::closed: return "closed";
+  }
+  return "?";
+}
 
 Relay::~Relay() {
-  // A pipe still borrowed here (the relay ended while splicing, or was destroyed unrun) may
-  // hold bytes: close it rather than give it back.
+  // A relay destroyed while running (its worker is going away) may hold a buffer or a pipe
+  // with bytes in it: close the pipe rather than give it back.
   for (Direction* d : {&up_, &down_}) {
     if (d->pipe.read >= 0) PipePool::close(d->pipe);
+    if (d->pending) give_back(*d);
   }
-  // Events for the sockets from now on are only recorded (the client's socket may see another
-  // relay after a fall-over).
-  entry_.client_slot.detach();
-  entry_.node_slot.detach();
-  entry_.relay = nullptr;
 }
 
-void Relay::on_poll(void* relay, PollSlot& slot) {
-  auto& self = *static_cast<Relay*>(relay);
-  for (Direction* d : {&self.up_, &self.down_}) {
-    if (d->state == State::waiting_read && d->from_slot == &slot && slot.readable) {
-      self.pump(*d);
-    } else if (d->state == State::waiting_write && d->to_slot == &slot && slot.writable) {
-      self.continue_write(*d);
-    }
-  }
-  self.finish_if_done();
-}
-
-void Relay::abort(Relay& relay) {
-  relay.stopping_ = true;
-  relay.end_waiting(relay.up_);
-  relay.end_waiting(relay.down_);
-  relay.finish_if_done();  // a direction yielding ends when its turn comes
-}
-
-void Relay::abandon_if_idle(Relay& relay) {
-  if (relay.pending_ == 0) relay.abandon();
-}
-
-bool Relay::register_sockets() {
-  Poller& poller = worker_.poller();
-  PollSlot& client_slot = entry_.client_slot;
-  if (!client_slot.registered) {
-    client_slot.readable = true;  // the client has usually sent already (its request)
-    if (!poller.add(up_.from->native_handle(), client_slot)) return false;
-  }
-  // A node that was connected a moment ago has rarely sent anything yet: wait for it instead
-  // of a recv() that would only say EAGAIN. Registering reports it if it has (EPOLL_CTL_ADD
-  // looks at the socket's state). A connect that had to wait registered it already.
-  if (entry_.node_slot.registered) return true;
-  return poller.add(down_.from->native_handle(), entry_.node_slot);
-}
-
-void Relay::start() {
-  entry_.relay = this;
-  if (!register_sockets()) {
-    end(up_, End::aborted);
-    end(down_, End::aborted);
-    finish_if_done();
-    return;
-  }
-  entry_.client_slot.attach(&Relay::on_poll, this);
-  entry_.node_slot.attach(&Relay::on_poll, this);
+void Relay::start(Fd& client, Fd& node, PollSlot& client_slot, PollSlot& node_slot,
+                  BufferPool& buffers, PipePool& pipes, bool allow_early_close) {
+  buffers_ = &buffers;
+  pipes_ = &pipes;
+  up_ = Direction{};
+  down_ = Direction{};
+  up_.from = &client;
+  up_.to = &node;
+  up_.from_slot = &client_slot;
+  up_.to_slot = &node_slot;
+  down_.from = &node;
+  down_.to = &client;
+  down_.from_slot = &node_slot;
+  down_.to_slot = &client_slot;
+  down_.from_node = true;
+  up_.state = down_.state = State::running;
+  allow_early_close_ = allow_early_close;
+  consumed_ = false;
+  stopping_ = false;
+  started_ = true;
+  // The client has usually sent already (its request): try it first. A node connected a moment
+  // ago has rarely sent anything yet: wait for its event unless one said it has.
   pump(up_);
   if (down_.state == State::running) {
     if (down_.from_slot->readable || stopping_) {
       pump(down_);
     } else {
-      wait_read(down_);
+      down_.state = State::waiting_read;
     }
   }
-  finish_if_done();
+}
+
+void Relay::on_poll(const PollSlot& slot) {
+  for (Direction* d : {&up_, &down_}) {
+    if (d->state == State::waiting_read && d->from_slot == &slot && slot.readable) {
+      pump(*d);
+    } else if (d->state == State::waiting_write && d->to_slot == &slot && slot.writable) {
+      continue_write(*d);
+    }
+  }
+}
+
+void Relay::resume() {
+  for (Direction* d : {&up_, &down_}) {
+    if (d->state == State::yielding) pump(*d);
+  }
+}
+
+void Relay::abort() {
+  stopping_ = true;
+  end_waiting(up_);
+  end_waiting(down_);
 }
 
 RelayResult Relay::result() const {
@@ -104,8 +97,6 @@ RelayResult Relay::result() const {
   r.bytes_to_client = down_.bytes;
   if (down_.end == End::early_close) {
     r.end = RelayEnd::node_closed_early;
-  } else if (entry_.killed || entry_.idle_expired) {
-    r.end = RelayEnd::closed;
   } else if (up_.end == End::read_error || down_.end == End::write_error) {
     r.end = RelayEnd::client_error;
   } else if (down_.end == End::read_error || up_.end == End::write_error) {
@@ -121,6 +112,7 @@ RelayResult Relay::result() const {
 // Tries to read first (the peer has often sent already), then waits for readiness; the buffer
 // goes back to the pool before any wait for readability.
 void Relay::pump(Direction& d) {
+  d.state = State::running;
   if (stopping_) {
     end(d, End::aborted);
     return;
@@ -129,13 +121,13 @@ void Relay::pump(Direction& d) {
     pump_spliced(d);
     return;
   }
-  auto buffer = worker_.buffers().borrow();
+  auto buffer = buffers_->borrow();
   for (int burst = 0; burst < kMaxBurst;) {
     const ssize_t n = ::recv(d.from->native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
     if (n > 0) {
       ++burst;
       consumed_ = true;
-      entry_.last_tick = worker_.tick();
+      activity_ = true;
       const auto size = static_cast<std::size_t>(n);
       std::size_t done = 0;
       if (!send_some(d, buffer.data(), size, done)) {
@@ -146,7 +138,7 @@ void Relay::pump(Direction& d) {
         d.pending = buffer.release();
         d.write_offset = static_cast<std::uint32_t>(done);
         d.write_size = static_cast<std::uint32_t>(size);
-        wait_write(d);
+        d.state = State::waiting_write;
         return;
       }
       d.bytes += size;
@@ -156,7 +148,7 @@ void Relay::pump(Direction& d) {
         return;
       }
       if (!may_have_more(d, size, buffer.size())) {
-        wait_read(d);
+        d.state = State::waiting_read;
         return;
       }
       continue;
@@ -164,7 +156,7 @@ void Relay::pump(Direction& d) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       d.from_slot->readable = false;
-      wait_read(d);
+      d.state = State::waiting_read;
       return;
     }
     if (d.from_node && allow_early_close_ && !consumed_) {
@@ -177,14 +169,14 @@ void Relay::pump(Direction& d) {
     }
     return;
   }
-  yield(d);  // bytes still waiting: let the worker's other sessions run first
+  d.state = State::yielding;  // bytes still waiting: let the worker's other connections run
 }
 
 // As pump(), with splice() through a pipe instead of recv() and send() through a buffer. The
 // pipe goes back to the pool whenever it is empty and the direction waits for readability.
 void Relay::pump_spliced(Direction& d) {
   if (d.pipe.read < 0) {
-    const auto pipe = worker_.pipes().borrow();
+    const auto pipe = pipes_->borrow();
     if (!pipe) {  // out of descriptors: copy instead, for the rest of this connection
       d.splicing = false;
       d.can_splice = false;
@@ -198,7 +190,7 @@ void Relay::pump_spliced(Direction& d) {
     const ssize_t n = ::splice(from, nullptr, d.pipe.write, nullptr, kSpliceChunk, kSpliceFlags);
     if (n > 0) {
       ++burst;
-      entry_.last_tick = worker_.tick();
+      activity_ = true;
       d.write_offset = 0;
       d.write_size = static_cast<std::uint32_t>(n);
       if (!flush_pipe(d)) {
@@ -207,7 +199,7 @@ void Relay::pump_spliced(Direction& d) {
         return;
       }
       if (d.write_offset < d.write_size) {  // the receiver is slow: the pipe keeps the bytes
-        wait_write(d);
+        d.state = State::waiting_write;
         return;
       }
       d.bytes += static_cast<std::size_t>(n);
@@ -219,7 +211,7 @@ void Relay::pump_spliced(Direction& d) {
     release_pipe(d, true);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       d.from_slot->readable = false;
-      wait_read(d);
+      d.state = State::waiting_read;
     } else if (n < 0) {
       end(d, End::read_error);
     } else {
@@ -228,13 +220,13 @@ void Relay::pump_spliced(Direction& d) {
     return;
   }
   release_pipe(d, true);
-  yield(d);
+  d.state = State::yielding;
 }
 
 // With edge-triggered events a socket must be read until it is known to be drained: a full
 // read may leave more. A short read has taken everything, unless the peer's FIN is queued
 // behind those bytes -- it raised its event before the read, so no other will come; the next
-// read returns it. EPOLLRDHUP tells which (Asio's own reactor cannot, and re-arms instead).
+// read returns it. EPOLLRDHUP tells which.
 bool Relay::may_have_more(Direction& d, std::size_t got, std::size_t asked) {
   if (got == asked || d.from_slot->peer_closed) return true;
   d.from_slot->readable = false;
@@ -262,7 +254,7 @@ bool Relay::flush_pipe(Direction& d) {
 void Relay::release_pipe(Direction& d, bool empty) {
   if (d.pipe.read < 0) return;
   if (empty) {
-    worker_.pipes().give_back(d.pipe);
+    pipes_->give_back(d.pipe);
   } else {
     PipePool::close(d.pipe);  // may hold bytes: never reuse it
   }
@@ -270,6 +262,7 @@ void Relay::release_pipe(Direction& d, bool empty) {
 }
 
 void Relay::continue_write(Direction& d) {
+  d.state = State::running;
   if (d.pipe.read >= 0) {
     if (!flush_pipe(d)) {
       release_pipe(d, false);
@@ -277,7 +270,7 @@ void Relay::continue_write(Direction& d) {
       return;
     }
     if (d.write_offset < d.write_size) {
-      wait_write(d);
+      d.state = State::waiting_write;
       return;
     }
     d.bytes += d.write_size;
@@ -292,7 +285,7 @@ void Relay::continue_write(Direction& d) {
   }
   if (done < d.write_size) {
     d.write_offset = static_cast<std::uint32_t>(done);
-    wait_write(d);
+    d.state = State::waiting_write;
     return;
   }
   d.bytes += d.write_size;
@@ -319,16 +312,8 @@ bool Relay::send_some(Direction& d, const std::byte* data, std::size_t size, std
 }
 
 void Relay::give_back(Direction& d) {
-  const BufferPool::Lease lease(worker_.buffers(), std::move(d.pending));  // back to the pool
-}
-
-void Relay::wait_read(Direction& d) { d.state = State::waiting_read; }
-
-void Relay::wait_write(Direction& d) { d.state = State::waiting_write; }
-
-void Relay::yield(Direction& d) {
-  d.state = State::yielding;
-  asio::post(executor(), asio::append(Resume(d), boost::system::error_code()));
+  if (!d.pending) return;
+  const BufferPool::Lease lease(*buffers_, std::move(d.pending));  // back to the pool
 }
 
 void Relay::end(Direction& d, End how) {
@@ -357,26 +342,13 @@ void Relay::end(Direction& d, End how) {
 }
 
 void Relay::end_waiting(Direction& d) {
-  if (d.state != State::waiting_read && d.state != State::waiting_write) return;
+  if (d.state != State::waiting_read && d.state != State::waiting_write &&
+      d.state != State::yielding) {
+    return;
+  }
   give_back(d);
   release_pipe(d, false);
   end(d, End::aborted);
-}
-
-void Relay::on_resumed(Direction& d) {
-  --pending_;
-  if (d.state == State::yielding) pump(d);
-  finish_if_done();
-}
-
-void Relay::on_dropped() {
-  if (--pending_ == 0) abandon();
-}
-
-void Relay::finish_if_done() {
-  if (completed_ || up_.state != State::ended || down_.state != State::ended) return;
-  completed_ = true;
-  complete();  // destroys this object
 }
 
 }  // namespace pb::net

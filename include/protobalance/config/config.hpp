@@ -29,6 +29,21 @@ std::string_view to_string(AdminState state);
 // Accepts available|draining|offline and the colour words green|yellow|red.
 std::optional<AdminState> parse_admin_state(std::string_view text);
 
+// What a node expects at the start of each connection: nothing, or a PROXY protocol header
+// (v1 text, v2 binary) naming the client.
+enum class ProxyProtocol : std::uint8_t { off, v1, v2 };
+std::string_view to_string(ProxyProtocol p);
+std::optional<ProxyProtocol> parse_proxy_protocol(std::string_view text);
+
+// An address block: `trusted_proxies` entries. An IPv4 block also matches IPv4-mapped IPv6.
+struct Cidr {
+  boost::asio::ip::address address;
+  std::uint8_t prefix = 0;
+  bool contains(const boost::asio::ip::address& a) const;
+};
+// "10.0.0.0/8", "2001:db8::/32", or a bare address (a block of one); nullopt if malformed.
+std::optional<Cidr> parse_cidr(std::string_view text);
+
 struct NodeConfig {
   std::string name;
   std::string address;  // as written, for messages and status
@@ -38,6 +53,7 @@ struct NodeConfig {
   std::string fallover;               // name of another node of the cluster; empty = none
   std::uint32_t tier = 1;
   AdminState state = AdminState::available;  // initial state
+  ProxyProtocol proxy_protocol = ProxyProtocol::off;  // the cluster's unless set
   SourcePos pos;                             // of the [[cluster.node]] table
   SourcePos fallover_pos;
   SourcePos tier_pos;
@@ -82,6 +98,7 @@ struct ClusterConfig {
   std::optional<HealthConfig> health;  // no table = plain retry probes
   std::optional<AgentConfig> agent;
   Duration slow_start{0};  // 0 = a node back in service takes its full share at once
+  ProxyProtocol proxy_protocol = ProxyProtocol::off;  // the nodes' default
   std::vector<NodeConfig> nodes;
   SourcePos pos;  // of the [[cluster]] table
   SourcePos algorithm_pos;
@@ -96,6 +113,11 @@ struct ListenerConfig {
   std::string address;
   Endpoint endpoint;
   std::string cluster;
+  // PROXY protocol in: every connection (from a trusted source) starts with a header naming
+  // the client; one from any other source is refused. Empty trusted_proxies = any source.
+  bool accept_proxy = false;
+  std::vector<Cidr> trusted_proxies;
+  Duration proxy_timeout = std::chrono::seconds(3);
   SourcePos pos;
 };
 

@@ -24,7 +24,7 @@ Acceptor open_acceptor(boost::asio::io_context& context,
                        const boost::asio::ip::tcp::endpoint& endpoint);
 
 // One listener's acceptor on one worker. Accepted connections become sessions on the same
-// worker. The listening socket is in the worker's Poller: accept4() until EAGAIN (in batches,
+// worker (Connection). The listening socket is in the worker's Poller: accept4() until EAGAIN (in batches,
 // so that a flood of connects does not starve the worker's other work) each time it signals.
 // Everything but construction happens on the worker's thread.
 class Listener : public std::enable_shared_from_this<Listener> {

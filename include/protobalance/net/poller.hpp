@@ -1,29 +1,27 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
-#include <boost/asio/detail/reactor.hpp>
-#include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/io_context.hpp>
 
 namespace pb::net {
 
-// What a worker's Poller knows of one relayed socket: whether it may have bytes (or an end of
-// stream) to read, whether it may take bytes, and whether the peer's FIN has arrived. Kept up to
-// date by every event, also while no relay is attached (between a failed node and the next, the
-// client socket stays registered). Lives in the session (SessionEntry), which outlives the
-// socket's registration: the socket is closed before the session's frame goes.
+// What a worker's Poller knows of one registered socket: whether it may have bytes (or an end
+// of stream) to read, whether it may take bytes, and whether the peer's FIN has arrived. Kept up
+// to date by every event. Lives in the object that owns the socket (a Connection, a Listener),
+// which keeps it alive until after the poller's current batch (see Worker::retire).
 struct PollSlot {
-  // Who is told about events (a relay, a connect in progress, a listener): a plain function and
-  // its argument, not a virtual call -- UndefinedBehaviorSanitizer checks the dynamic type of a
-  // new caller/type pair with a pipe(), which fails when the process is out of descriptors,
-  // exactly when these events matter most. Null: events are only recorded.
+  // Who is told about events: a plain function and its argument, not a virtual call --
+  // UndefinedBehaviorSanitizer checks the dynamic type of a new caller/type pair with a pipe(),
+  // which fails when the process is out of descriptors, exactly when these events matter most.
+  // Null: events are only recorded.
   using Notify = void (*)(void* context, PollSlot& slot);
   Notify notify = nullptr;
   void* context = nullptr;
   bool registered = false;
-  bool readable = false;  // not known to be drained
-  bool writable = true;   // not known to be full
+  bool readable = false;     // not known to be drained
+  bool writable = true;      // not known to be full
   bool peer_closed = false;  // EPOLLRDHUP seen: a short read does not mean drained
 
   // Starts a new socket: nothing known yet.
@@ -40,15 +38,15 @@ struct PollSlot {
 // where Asio's reactor re-arms a descriptor with epoll_ctl(MOD) for every wait it queues without
 // trying the operation first -- two per request and three per connection (BENCHMARKS.md).
 // EPOLLRDHUP is what makes that sound: after a short read, a socket is drained unless its FIN
-// has arrived, which the event says; Asio's registration has no EPOLLRDHUP.
+// has arrived, which the event says.
 //
-// The set's own descriptor sits in the worker's Asio reactor as one descriptor with one queued
-// operation that never asks for a re-arm: it completes when the set has events, the poller
-// drains the set with epoll_wait(0) and queues the operation again. (Uses Asio's reactor
-// operation interface, a detail API of Boost 1.81, the version this project builds with.)
+// The interface is all there is: add a descriptor with its slot, start. Events arrive on the
+// io_context's thread, in batches; a slot's notify function is called for each. A target must
+// not free a slot from within its notify call (the rest of the batch may name it): owners defer
+// freeing to a posted handler (Worker::retire). Closing a descriptor removes it from the set.
 //
-// Targets never complete (nor free their slots' sessions) while a batch is being dispatched:
-// they post their completions, so an event later in the same batch never reaches freed memory.
+// How the set is nested into the io_context (an Asio reactor operation, a detail API of Boost
+// 1.81 -- CMake requires exactly that version) is hidden in poller.cpp.
 class Poller {
  public:
   explicit Poller(boost::asio::io_context& context);
@@ -62,23 +60,8 @@ class Poller {
   void start();
 
  private:
-  struct Wait : boost::asio::detail::reactor_op {
-    explicit Wait(Poller& p);
-    static status perform(reactor_op* base);
-    static void complete(void* owner, boost::asio::detail::scheduler_operation* base,
-                         const boost::system::error_code& ec, std::size_t bytes);
-    Poller* poller;
-    bool queued = false;  // perform() is being called for the queueing, not for an event
-  };
-
-  void arm();
-  void drain();
-
-  boost::asio::detail::reactor& reactor_;
-  boost::asio::detail::reactor::per_descriptor_data reactor_data_ = nullptr;
-  Wait* wait_;  // heap: it may outlive the poller in Asio's queues (see ~Poller)
-  int fd_ = -1;
-  bool started_ = false;
+  struct Nest;  // the set's registration in the io_context's reactor
+  std::unique_ptr<Nest> nest_;
 };
 
 }  // namespace pb::net

@@ -5,21 +5,17 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include "protobalance/affinity/affinity_map.hpp"
 #include "protobalance/balance/cluster.hpp"
 #include "protobalance/net/access_record.hpp"
-#include "protobalance/net/worker.hpp"
+#include "protobalance/net/client_phase.hpp"
 
 namespace pb::net {
 
-// Why a listener closed a client without serving it.
-enum class RejectReason : std::uint8_t { no_node, descriptors };
-inline constexpr std::size_t kRejectReasons = 2;
-std::string_view to_string(RejectReason reason);
 
 // Counters of one listener, kept across reloads (keyed by listener name).
 struct ListenerStats {
@@ -47,14 +43,9 @@ struct Route {
   std::shared_ptr<AffinityStats> affinity_stats;
   // Where finished connections are logged; null when the access log is off.
   AccessLogSink* access_log = nullptr;
+  // What every connection of the listener goes through before a node is chosen, in order
+  // (client_phase.hpp); empty for most listeners.
+  std::vector<std::shared_ptr<const ClientPhase>> client_phases;
 };
-
-// Serves one client connection from accept to close, on `worker`'s thread: chooses a node,
-// connects with the cluster's connect_timeout, falls over to the next candidate while no byte
-// has moved, then relays until both sides are done. Errors from the network are normal ends,
-// never exceptions.
-// `peer` is the client's address as accept() reported it.
-Task<void> run_session(Worker& worker, std::shared_ptr<const Route> route, Fd accepted,
-                       boost::asio::ip::tcp::endpoint peer);
 
 }  // namespace pb::net

@@ -10,11 +10,9 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/list.hpp>
 
-#include "protobalance/balance/node.hpp"
 #include "protobalance/net/buffer_pool.hpp"
 #include "protobalance/net/io.hpp"
 #include "protobalance/net/pipe_pool.hpp"
@@ -22,52 +20,49 @@
 
 namespace pb::net {
 
-// Links an object into one of its worker's lists; unlinks itself when destroyed.
-using SessionHook =
-    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+class Connection;
 
-// What a worker knows about one of its live client connections: enough to close it on idle
-// timeout, when its node goes offline, or at the end of a graceful stop. Lives in the session's
-// coroutine frame and unlinks itself when the session ends. Touched only by its worker's thread.
-class Relay;
-struct PendingConnect;
+namespace hooks {
+struct Idle;
+struct Deadline;
+struct Turn;
+template <typename Tag>
+using Hook = boost::intrusive::list_base_hook<boost::intrusive::tag<Tag>,
+                                              boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+}  // namespace hooks
 
-struct SessionEntry : SessionHook {
-  Fd* client = nullptr;
-  Fd* node = nullptr;  // null until a node is connected
-  const balance::NodeRuntime* node_runtime = nullptr;
-  Relay* relay = nullptr;             // while relaying
-  PendingConnect* connect = nullptr;  // while waiting for a connect to complete
-  // The sockets' registrations in the worker's Poller (the client's spans fall-overs).
-  PollSlot client_slot;
-  PollSlot node_slot;
-  std::uint64_t last_tick = 0;   // worker tick of the last byte moved
-  std::uint64_t idle_ticks = 0;  // 0 = no idle timeout
-  bool idle_expired = false;
-  bool killed = false;  // closed by an operator (node offline) or by the end of a graceful stop
+// Links an object into its worker's lists of connections (the idle wheel, the untimed list, the
+// list of connections to free); unlinks itself when destroyed.
+using ConnectionHook = hooks::Hook<hooks::Idle>;
 
-  // Ends the session, never from within this call: a relay or a connect in progress ends
-  // (as closed, or operation_aborted) and the session then closes its sockets.
-  void close();
+// A point in time at which something gives up (a phase's deadline, a connect's timeout), kept
+// by the worker's one deadline timer (Worker::arm). `expire(owner, false)` runs on the worker's
+// thread when it passes (the deadline is unlinked first); `expire(owner, true)` when the worker
+// is destroyed with the deadline still armed (free without completing). Unlinks itself when
+// destroyed or disarmed.
+struct Deadline : hooks::Hook<hooks::Deadline> {
+  using Expire = void (*)(void* owner, bool abandoned);
+  Deadline(Expire function, void* argument) : expire(function), owner(argument) {}
+  std::chrono::steady_clock::time_point at;
+  Expire expire;
+  void* owner;
+  bool armed() const { return is_linked(); }
+  void disarm() { unlink(); }
 };
 
-// A connect to a node in progress, with its deadline (see Worker::watch_connect); leaving the
-// watch list is automatic when it is destroyed.
-struct PendingConnect : SessionHook {
-  std::chrono::steady_clock::time_point deadline;
-  // The deadline passed (the worker has unlinked it).
-  virtual void expire() = 0;
-  // The session is being closed.
-  virtual void cancel() = 0;
-  // The worker is being destroyed: destroy without completing.
-  virtual void abandon() = 0;
-
- protected:
-  virtual ~PendingConnect() = default;
+// A turn on the worker's thread after its other pending work (a relay direction that yielded
+// after a burst). One posted handler serves all the turns queued meanwhile.
+struct Turn : hooks::Hook<hooks::Turn> {
+  using Run = void (*)(void* owner);
+  Turn(Run function, void* argument) : run(function), owner(argument) {}
+  Run run;
+  void* owner;
 };
 
-// One worker thread with its own io_context (concurrency hint 1): every session accepted on it
-// stays on it, so per-session state needs no locks.
+// One worker thread with its own io_context (concurrency hint 1) and its own poller: every
+// connection accepted on it stays on it, so per-connection state needs no locks. The worker
+// owns its connections (Connection): it frees them after they have closed, and any that are
+// left when it is destroyed.
 class Worker {
  public:
   // `wheel_slots`: size of the idle-timeout wheel (see wheel_); tests make it small.
@@ -82,23 +77,30 @@ class Worker {
   PipePool& pipes() { return pipes_; }
   Poller& poller() { return poller_; }
 
-  // The coarse clock sessions stamp their activity with; advanced by the idle sweeper.
+  // The coarse clock connections stamp their activity with; advanced by the idle sweeper.
   std::uint64_t tick() const { return tick_; }
   std::chrono::milliseconds tick_interval() const { return tick_interval_; }
   // Ticks of idle time that make `timeout` (0 for no timeout).
   std::uint64_t ticks_for(std::chrono::milliseconds timeout) const;
 
-  void track(SessionEntry& entry);
-  // Calls `pending.expire()` if `pending` is still linked `timeout` from now. One timer per
-  // worker serves every connect in progress, so a connect arms no timer of its own; it is
-  // re-armed only when it fires or when a deadline comes before the armed one.
-  void watch_connect(PendingConnect& pending, std::chrono::milliseconds timeout);
-  // Closes, on this worker's thread, every session for which `match` is true; returns how many.
-  std::size_t close_sessions(const std::function<bool(const SessionEntry&)>& match);
-  // Sessions live on this worker; safe to read from any thread.
-  std::size_t active_sessions() const { return active_.load(std::memory_order_relaxed); }
-  void session_started() { active_.fetch_add(1, std::memory_order_relaxed); }
-  void session_ended() { active_.fetch_sub(1, std::memory_order_relaxed); }
+  // Takes ownership of a new connection and files it for idle checks; the connection then
+  // starts itself (Connection::start).
+  Connection& adopt(std::unique_ptr<Connection> connection);
+  // A closed connection: freed in a posted handler, never within the current call (the poller's
+  // batch or a loop over the worker's lists may still name it).
+  void retire(Connection& connection);
+  // Arms `deadline` for `timeout` from now (re-arms it if armed). One timer per worker serves
+  // every deadline; it is re-armed only when it fires or when a deadline comes before it.
+  void arm(Deadline& deadline, std::chrono::milliseconds timeout);
+  // Queues `turn` (no-op if queued already).
+  void defer(Turn& turn);
+  // Closes, on this worker's thread, every open connection for which `match` is true (as
+  // closed by an operator: node offline, end of a graceful stop); returns how many.
+  std::size_t close_connections(const std::function<bool(const Connection&)>& match);
+  // Connections open on this worker; safe to read from any thread.
+  std::size_t active_connections() const { return active_.load(std::memory_order_relaxed); }
+  void connection_started() { active_.fetch_add(1, std::memory_order_relaxed); }
+  void connection_ended() { active_.fetch_sub(1, std::memory_order_relaxed); }
 
   // Set once this worker has logged that it ran out of descriptors (warn once per cause).
   bool warned_descriptors = false;
@@ -109,33 +111,44 @@ class Worker {
   void join();
 
  private:
+  using ConnectionList =
+      boost::intrusive::list<Connection, boost::intrusive::base_hook<ConnectionHook>,
+                             boost::intrusive::constant_time_size<false>>;
   void schedule_sweep();
   void sweep();
-  void schedule_check(SessionEntry& entry);
-  void arm_connect_timer(std::chrono::steady_clock::time_point when);
-  void expire_connects();
+  void schedule_check(Connection& connection);
+  void arm_timer(std::chrono::steady_clock::time_point when);
+  void expire_deadlines();
+  void run_turns();
+  void free_retired();
 
   unsigned index_;
   std::chrono::milliseconds tick_interval_;
-  // Declared before the io_context: operations the io_context destroys unrun may still hold
-  // a buffer lease.
   BufferPool buffers_;
   PipePool pipes_;
   boost::asio::io_context context_;
   Poller poller_{context_};  // after the io_context, whose reactor it uses
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
-  using SessionList = boost::intrusive::list<SessionEntry, boost::intrusive::constant_time_size<false>>;
-  // Sessions with an idle timeout, in a timing wheel: slot (t % wheel_.size()) holds those to check
-  // at tick t, when their idle time could first be up. A sweep looks at one slot, so an idle
-  // connection is looked at about once per idle timeout, not once per tick: its memory stays
-  // untouched (measured in BENCHMARKS.md). Sessions without an idle timeout are in `untimed_`.
-  std::vector<SessionList> wheel_;
-  SessionList untimed_;
+  // Open connections with an idle timeout, in a timing wheel: slot (t % wheel_.size()) holds
+  // those to check at tick t, when their idle time could first be up. A sweep looks at one
+  // slot, so an idle connection is looked at about once per idle timeout, not once per tick:
+  // its memory stays untouched (measured in BENCHMARKS.md). Connections without an idle
+  // timeout are in `untimed_`; closed ones wait in `retired_` to be freed.
+  std::vector<ConnectionList> wheel_;
+  ConnectionList untimed_;
+  ConnectionList retired_;
+  bool freeing_posted_ = false;
   boost::asio::steady_timer sweep_timer_;
-  // Connects in progress, earliest deadline first.
-  boost::intrusive::list<PendingConnect, boost::intrusive::constant_time_size<false>> connects_;
-  boost::asio::steady_timer connect_timer_;
-  std::optional<std::chrono::steady_clock::time_point> connect_timer_expiry_;  // when armed
+  // Armed deadlines, earliest first.
+  boost::intrusive::list<Deadline, boost::intrusive::base_hook<hooks::Hook<hooks::Deadline>>,
+                         boost::intrusive::constant_time_size<false>>
+      deadlines_;
+  boost::asio::steady_timer deadline_timer_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_timer_expiry_;  // when armed
+  boost::intrusive::list<Turn, boost::intrusive::base_hook<hooks::Hook<hooks::Turn>>,
+                         boost::intrusive::constant_time_size<false>>
+      turns_;
+  bool turns_posted_ = false;
   std::uint64_t tick_ = 0;
   std::atomic<std::size_t> active_{0};
   std::thread thread_;

@@ -1,123 +1,251 @@
 #include "protobalance/net/relay.hpp"
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <chrono>
-#include <future>
-#include <optional>
 #include <string>
+#include <thread>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
+
+#include "net_fixtures.hpp"
 
 namespace pb::net {
 namespace {
 
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
-using asio::ip::tcp;
+using testing::Link;
+using testing::eventually;
+using testing::on_worker;
 
-// A loopback TCP connection: the end a session would hold, non-blocking, and its peer.
-struct Link {
-  Link() : peer(io) {
-    tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
-    tcp::socket connecting(io);
-    connecting.connect(acceptor.local_endpoint());
-    acceptor.accept(peer);
-    connecting.non_blocking(true);
-    end = Fd(connecting.release());
-  }
-  asio::io_context io;
-  Fd end;
-  tcp::socket peer;
-};
-
-// What a relaying session keeps: both sockets, its entry, and word of how it ended.
-struct Session {
-  Link client;
-  Link node;
-  SessionEntry entry;
-  std::promise<RelayEnd> ended;  // set when the relay completes
-  std::atomic<bool> frame_gone{false};
-};
-
-// Sets a flag when the coroutine frame that holds it is destroyed, run or not.
-struct FrameGuard {
-  explicit FrameGuard(std::atomic<bool>& f) : flag(f) {}
-  FrameGuard(const FrameGuard&) = delete;
-  FrameGuard& operator=(const FrameGuard&) = delete;
-  ~FrameGuard() { flag = true; }
-  std::atomic<bool>& flag;
-};
-
-void start_relay(Worker& worker, Session& s) {
-  asio::co_spawn(
-      worker.context(),
-      [&worker, &s]() -> Task<void> {
-        const FrameGuard guard(s.frame_gone);
-        s.entry.client = &s.client.end;
-        s.entry.node = &s.node.end;
-        worker.track(s.entry);
-        const RelayResult result =
-            co_await async_relay(s.client.end, s.node.end, worker, s.entry, false, use_task);
-        s.ended.set_value(result.end);
-      },
-      asio::detached);
-}
-
-// Passes `text` from the client's peer to the node's peer through the relay.
-bool passes(Session& s, const std::string& text) {
-  asio::write(s.client.peer, asio::buffer(text));
-  std::string got(text.size(), '\0');
-  s.node.peer.non_blocking(false);
-  // The relay runs on the worker's thread; a blocking read with a socket timeout keeps this
-  // bounded.
-  const timeval limit{5, 0};
-  ::setsockopt(s.node.peer.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  boost::system::error_code ec;
-  asio::read(s.node.peer, asio::buffer(got), ec);
-  return !ec && got == text;
-}
-
-TEST(Relay, ClosingTheSessionEndsItsRelayAsClosed) {
-  // Verifies SessionEntry::close() on a relay waiting in the worker's poller (node offline,
-  // idle timeout, end of a stop): the relay completes as `closed`, later, on the worker.
-  Worker worker(0, 50ms);
-  worker.start();
-  Session s;
-  start_relay(worker, s);
-  ASSERT_TRUE(passes(s, "ping"));
-  std::promise<std::size_t> closed;
-  asio::post(worker.context(), [&] {
-    closed.set_value(worker.close_sessions([](const SessionEntry&) { return true; }));
-  });
-  auto ended = s.ended.get_future();
-  ASSERT_EQ(ended.wait_for(5s), std::future_status::ready) << "the relay did not end";
-  EXPECT_EQ(ended.get(), RelayEnd::closed);
-  auto count = closed.get_future();
-  ASSERT_EQ(count.wait_for(5s), std::future_status::ready);
-  EXPECT_EQ(count.get(), 1U);
-  worker.stop();
-  worker.join();
-}
-
-TEST(Relay, AWorkerDestroyedWithARelayWaitingDestroysTheSession) {
-  // Verifies the teardown of a relay that waits only in the worker's poller (no operation of
-  // it is in Asio's queues): destroying the worker destroys the session's coroutine frame
-  // (LeakSanitizer reports it otherwise) without completing the relay.
-  Session s;
-  {
-    Worker worker(0, 50ms);
-    worker.start();
-    start_relay(worker, s);
-    ASSERT_TRUE(passes(s, "ping"));
+// A relay as its owner (a Connection) runs it: both sockets in the worker's poller, events
+// forwarded, a yielding direction given its turn, the outcome read when it is done.
+struct RelayRun {
+  explicit RelayRun(Worker& w) : worker(w) {}
+  // The worker stops first: no event may reach the slots of a run that is gone.
+  ~RelayRun() {
     worker.stop();
     worker.join();
   }
-  EXPECT_TRUE(s.frame_gone);
-  EXPECT_EQ(s.ended.get_future().wait_for(0s), std::future_status::timeout);
+  RelayRun(const RelayRun&) = delete;
+  RelayRun& operator=(const RelayRun&) = delete;
+
+  void start(bool allow_early_close) {
+    on_worker(worker, [&] {
+      client_slot.readable = true;
+      EXPECT_TRUE(worker.poller().add(client.end.native_handle(), client_slot));
+      EXPECT_TRUE(worker.poller().add(node.end.native_handle(), node_slot));
+      client_slot.attach(&RelayRun::on_poll, this);
+      node_slot.attach(&RelayRun::on_poll, this);
+      relay.start(client.end, node.end, client_slot, node_slot, worker.buffers(),
+                  worker.pipes(), allow_early_close);
+      check();
+      return 0;
+    });
+  }
+  static void on_poll(void* self, PollSlot& slot) {
+    auto& run = *static_cast<RelayRun*>(self);
+    if (run.relay.done()) return;
+    run.relay.on_poll(slot);
+    run.check();
+  }
+  static void on_turn(void* self) {
+    auto& run = *static_cast<RelayRun*>(self);
+    run.relay.resume();
+    run.check();
+  }
+  void check() {
+    if (relay.done()) {
+      result = relay.result();
+      // As the owner does: closing both sockets sends the last FIN; after an early close the
+      // client's socket is kept for the next node.
+      if (result.end != RelayEnd::node_closed_early) client.end.close();
+      node.end.close();
+      done = true;
+    } else if (relay.yielding()) {
+      worker.defer(turn);
+    }
+  }
+  bool finished() { return eventually([&] { return done.load(); }); }
+
+  Worker& worker;
+  Link client;
+  Link node;
+  PollSlot client_slot;
+  PollSlot node_slot;
+  Relay relay;
+  Turn turn{&RelayRun::on_turn, this};
+  std::atomic<bool> done{false};
+  RelayResult result;
+};
+
+// Reads `size` bytes with recv() (bounded by the socket's 5 s SO_RCVTIMEO; Asio's blocking
+// read would wait on without a limit); returns what came.
+std::string read_exactly(asio::ip::tcp::socket& socket, std::size_t size) {
+  std::string got(size, '\0');
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::recv(socket.native_handle(), got.data() + done, size - done, 0);
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  got.resize(done);
+  return got;
+}
+
+// True if the next read says end of stream (within the socket's 5 s SO_RCVTIMEO).
+bool at_eof(asio::ip::tcp::socket& socket) {
+  char byte = 0;
+  return ::recv(socket.native_handle(), &byte, 1, 0) == 0;
+}
+
+class RelayTest : public ::testing::Test {
+ protected:
+  void SetUp() override { worker_.start(); }
+  void TearDown() override { stop(); }
+  void stop() {
+    worker_.stop();
+    worker_.join();
+  }
+  Worker worker_{0, 50ms};
+};
+
+TEST_F(RelayTest, PassesAHalfCloseFromTheClientWhileTheNodeGoesOnSending) {
+  // Verifies half-close client -> node: the client's FIN reaches the node as an end of stream,
+  // the node's reply still reaches the client afterwards, and the relay finishes once the node
+  // has closed its side too, with both byte counts.
+  RelayRun run(worker_);
+  run.start(false);
+  asio::write(run.client.peer, asio::buffer(std::string("hello")));
+  EXPECT_EQ(read_exactly(run.node.peer, 5), "hello");
+  run.client.peer.shutdown(asio::socket_base::shutdown_send);
+  EXPECT_TRUE(at_eof(run.node.peer)) << "the client's FIN was not passed on";
+  asio::write(run.node.peer, asio::buffer(std::string("reply!")));
+  EXPECT_EQ(read_exactly(run.client.peer, 6), "reply!");
+  EXPECT_FALSE(run.done) << "the relay ended while the node was still sending";
+  run.node.peer.shutdown(asio::socket_base::shutdown_send);
+  ASSERT_TRUE(run.finished());
+  EXPECT_EQ(run.result.end, RelayEnd::finished);
+  EXPECT_EQ(run.result.bytes_to_node, 5U);
+  EXPECT_EQ(run.result.bytes_to_client, 6U);
+  EXPECT_TRUE(at_eof(run.client.peer));
+}
+
+TEST_F(RelayTest, PassesAHalfCloseFromTheNodeWhileTheClientGoesOnSending) {
+  // Verifies half-close node -> client: a node that sends a banner and its FIN first still
+  // receives what the client sends afterwards.
+  RelayRun run(worker_);
+  run.start(false);
+  asio::write(run.node.peer, asio::buffer(std::string("banner")));
+  run.node.peer.shutdown(asio::socket_base::shutdown_send);
+  EXPECT_EQ(read_exactly(run.client.peer, 6), "banner");
+  EXPECT_TRUE(at_eof(run.client.peer)) << "the node's FIN was not passed on";
+  asio::write(run.client.peer, asio::buffer(std::string("late")));
+  EXPECT_EQ(read_exactly(run.node.peer, 4), "late");
+  run.client.peer.shutdown(asio::socket_base::shutdown_send);
+  ASSERT_TRUE(run.finished());
+  EXPECT_EQ(run.result.end, RelayEnd::finished);
+  EXPECT_EQ(run.result.bytes_to_node, 4U);
+  EXPECT_EQ(run.result.bytes_to_client, 6U);
+}
+
+TEST_F(RelayTest, HoldsBackWithAStalledReaderAndSplicesABulkTransferIntact) {
+  // Verifies back-pressure and the switch to splice(): with small socket buffers and a node that
+  // reads nothing, a 4 MiB upload cannot complete (the relay stops reading instead of
+  // buffering); once the node reads, every byte arrives in order, the relay has used a pipe
+  // (given back to the worker's pool) and holds no buffer afterwards.
+  RelayRun run(worker_);
+  const int small = 16 * 1024;
+  for (int fd : {run.client.peer.native_handle(), run.node.end.native_handle()}) {
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  }
+  for (int fd : {run.client.end.native_handle(), run.node.peer.native_handle()}) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  }
+  run.start(false);
+  constexpr std::size_t kTotal = 4 * 1024 * 1024;
+  std::string data(kTotal, '\0');
+  for (std::size_t i = 0; i < kTotal; ++i) data[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  std::atomic<std::size_t> written{0};
+  std::thread writer([&] {
+    const timeval limit{10, 0};
+    ::setsockopt(run.client.peer.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+    std::size_t done = 0;
+    while (done < kTotal) {
+      const ssize_t n = ::send(run.client.peer.native_handle(), data.data() + done,
+                               std::min<std::size_t>(64 * 1024, kTotal - done), MSG_NOSIGNAL);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+      written = done;
+    }
+    ::shutdown(run.client.peer.native_handle(), SHUT_WR);
+  });
+  EXPECT_TRUE(eventually([&] { return written.load() > 0; }));
+  EXPECT_FALSE(eventually([&] { return written.load() == kTotal; }, 300ms))
+      << "the whole upload went through a node that reads nothing: nothing held it back";
+  const std::string got = read_exactly(run.node.peer, kTotal);
+  writer.join();
+  EXPECT_TRUE(got == data) << "bytes lost or reordered (" << got.size() << " of " << kTotal << ")";
+  EXPECT_TRUE(at_eof(run.node.peer));
+  run.node.peer.shutdown(asio::socket_base::shutdown_send);
+  ASSERT_TRUE(run.finished());
+  EXPECT_EQ(run.result.bytes_to_node, kTotal);
+  EXPECT_GE(on_worker(worker_, [&] { return worker_.pipes().cached(); }), 1U)
+      << "no pipe was used: the bulk transfer was not spliced";
+  EXPECT_EQ(on_worker(worker_, [&] { return worker_.buffers().outstanding(); }), 0U);
+}
+
+TEST_F(RelayTest, ANodeClosingBeforeAnyByteEndsEarlyAndLeavesTheClientUsable) {
+  // Verifies the fall-over signal: with allow_early_close, a node that closes before any byte
+  // moved ends the relay as node_closed_early, without touching the client socket (the owner
+  // offers it to the next node).
+  RelayRun run(worker_);
+  run.start(true);
+  run.node.peer.close();
+  ASSERT_TRUE(run.finished());
+  EXPECT_EQ(run.result.end, RelayEnd::node_closed_early);
+  const int fd = run.client.end.native_handle();
+  ASSERT_GE(fd, 0);
+  // The client's socket still works: a byte sent now is still readable from it.
+  asio::write(run.client.peer, asio::buffer(std::string("x")));
+  EXPECT_TRUE(eventually([&] {
+    char byte = 0;
+    return ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+  }));
+}
+
+TEST_F(RelayTest, ANodeClosingAfterTrafficEndsNormally) {
+  // Verifies that once bytes moved, a node's close is an ordinary end of stream (no fall-over),
+  // passed on to the client.
+  RelayRun run(worker_);
+  run.start(true);
+  asio::write(run.client.peer, asio::buffer(std::string("req")));
+  EXPECT_EQ(read_exactly(run.node.peer, 3), "req");
+  run.node.peer.shutdown(asio::socket_base::shutdown_send);
+  EXPECT_TRUE(at_eof(run.client.peer));
+  run.client.peer.shutdown(asio::socket_base::shutdown_send);
+  ASSERT_TRUE(run.finished());
+  EXPECT_EQ(run.result.end, RelayEnd::finished);
+}
+
+TEST_F(RelayTest, AbortEndsAWaitingRelayAtOnceAsClosed) {
+  // Verifies abort() (idle timeout, node offline, stop) on a relay waiting in the poller: it is
+  // done at once, as closed, holding no buffer.
+  RelayRun run(worker_);
+  run.start(false);
+  asio::write(run.client.peer, asio::buffer(std::string("ping")));
+  EXPECT_EQ(read_exactly(run.node.peer, 4), "ping");
+  const bool done = on_worker(worker_, [&] {
+    run.relay.abort();
+    return run.relay.done();
+  });
+  EXPECT_TRUE(done);
+  EXPECT_EQ(run.relay.result().end, RelayEnd::closed);
+  EXPECT_EQ(on_worker(worker_, [&] { return worker_.buffers().outstanding(); }), 0U);
 }
 
 }  // namespace
