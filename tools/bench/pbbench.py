@@ -296,6 +296,7 @@ class Bench:
 
     def start_backends(self):
         self.http_port = free_port()
+        self.pp_port = free_port()  # the same server, expecting a PROXY header first
         d = self.tmp / "nginx-backend"
         d.mkdir()
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -318,6 +319,7 @@ http {{
   keepalive_timeout 300s;
   server {{
     listen 127.0.0.1:{self.http_port} backlog=4096;
+    listen 127.0.0.1:{self.pp_port} proxy_protocol backlog=4096;
     location / {{ return 200 "proto balance bench\\n"; }}
   }}
 }}
@@ -358,9 +360,12 @@ http {{
 
     # ---- proxies --------------------------------------------------------------------------
 
-    def launch(self, target, backend_port, threads=1, affinity=None, tag="", wrapper=()):
+    def launch(self, target, backend_port, threads=1, affinity=None, tag="", wrapper=(),
+               binary=None, proxy_protocol=None):
         """Starts one proxy instance in front of `backend_port` (not yet waited for), under
-        `wrapper` (e.g. a valgrind command line) if given. Returns (proc, port, pids_fn)."""
+        `wrapper` (e.g. a valgrind command line) if given. `binary` replaces the Proto Balance
+        binary (the baseline); `proxy_protocol` ("v2") makes the proxy send a PROXY header to
+        the node. Returns (proc, port, pids_fn)."""
         port = free_port()
         d = self.tmp / f"{target}{tag}-{port}"
         d.mkdir()
@@ -380,7 +385,7 @@ frontend bench
   bind 127.0.0.1:{port}
   default_backend nodes
 backend nodes
-  server n1 127.0.0.1:{backend_port}
+  server n1 127.0.0.1:{backend_port}{" send-proxy-v2" if proxy_protocol else ""}
 """)
             args = ["haproxy", "-db", "-f", str(d / "haproxy.cfg")]
         elif target == "nginx":
@@ -404,12 +409,13 @@ stream {{
 """)
             args = ["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")]
         elif target == "pb":
-            if affinity is None:
-                args = [str(self.binary), "--listen", f"127.0.0.1:{port}",
+            binary = binary or self.binary
+            if affinity is None and proxy_protocol is None:
+                args = [str(binary), "--listen", f"127.0.0.1:{port}",
                         "--node", f"127.0.0.1:{backend_port}", "--threads", str(threads)]
             else:
-                cfg = self.pb_config(d, port, backend_port, threads, affinity)
-                args = [str(self.binary), "--config", str(cfg)]
+                cfg = self.pb_config(d, port, backend_port, threads, affinity, proxy_protocol)
+                args = [str(binary), "--config", str(cfg)]
         else:
             raise ValueError(target)
         proc = self.procs.start(f"{target}{tag}", [*wrapper, *args], cpus, d / "stdout.log")
@@ -420,7 +426,7 @@ stream {{
 
         return proc, port, pids
 
-    def pb_config(self, d, port, backend_port, threads, affinity):
+    def pb_config(self, d, port, backend_port, threads, affinity, proxy_protocol=None):
         (d / "var").mkdir(exist_ok=True)
         cfg = d / "pb.toml"
         cfg.write_text(f"""[service]
@@ -444,7 +450,7 @@ enabled = true
 [[cluster.node]]
 name = "n1"
 address = "127.0.0.1:{backend_port}"
-""")
+""" + (f'proxy_protocol = "{proxy_protocol}"\n' if proxy_protocol else ""))
         return cfg
 
     def start_proxy(self, target, backend_port, **kw):
@@ -743,6 +749,10 @@ address = "127.0.0.1:{backend_port}"
 
         if "pb" in targets:
             self.pb_variants(inst["pb"])
+        if self.args.proxy_protocol:
+            self.proxy_protocol_variants(inst)
+        if self.args.baseline and "pb" in targets:
+            self.baseline_variants(inst["pb"])
         for t in proxies:
             self.procs.stop(inst[t][0])
 
@@ -809,6 +819,58 @@ address = "127.0.0.1:{backend_port}"
             self.notes.append("Affinity on: the binary accepts the key, but wrote no affinity "
                               "row to SQLite during the run, so this build does not yet take "
                               "the affinity path; the row measures configuration mode only.")
+
+
+    def proxy_protocol_variants(self, inst):
+        """PROXY protocol v2 out against off, for Proto Balance and HAProxy: the same nginx
+        backend server, on a second port that expects the header. Interleaved per round."""
+        log("PROXY protocol v2 out / off")
+        pairs = []
+        for t in ("haproxy", "pb"):
+            if t in inst:
+                v2 = self.start_proxy(t, self.pp_port, proxy_protocol="v2", tag="-v2")
+                self.wrk(v2[1], self.durations["warmup"], True, f"{t} v2 warm-up")
+                pairs.append((t, inst[t], v2))
+        for _ in range(self.rounds):
+            for t, off, v2 in pairs:
+                self.churn(t, off[1], off[2], key_prefix="pp_off_")
+                self.churn(t, v2[1], v2[2], key_prefix="pp_v2_")
+        for _t, _off, v2 in pairs:
+            self.procs.stop(v2[0])
+
+    def baseline_variants(self, pb_inst):
+        """This binary against --baseline (main before a change), interleaved per round:
+        churn and req/resp with one thread and with --threads N, bulk with 1 and 4 streams."""
+        base = Path(self.args.baseline)
+        t = self.args.threads
+        log(f"baseline {base} against this binary")
+        insts = {
+            "base_": self.start_proxy("pb", self.http_port, binary=base, tag="-base"),
+            "cur_": pb_inst,
+            f"base_t{t}_": self.start_proxy("pb", self.http_port, binary=base, threads=t,
+                                            tag=f"-base-t{t}"),
+            f"cur_t{t}_": self.start_proxy("pb", self.http_port, threads=t, tag=f"-cur-t{t}"),
+        }
+        for key, i in insts.items():
+            self.wrk(i[1], self.durations["warmup"], True, f"pb {key}warm-up")
+        for _ in range(self.rounds):
+            for key, i in insts.items():
+                self.churn("pb", i[1], i[2], key_prefix=key)
+        for _ in range(self.rounds):
+            for key in ("base_", "cur_"):
+                self.request_response("pb", insts[key][1], insts[key][2], key_prefix=key)
+        for key in ("base_t", "cur_t"):
+            self.procs.stop(insts[f"{key}{t}_"][0])
+        self.procs.stop(insts["base_"][0])
+        bulk = {"base_": self.start_proxy("pb", self.iperf_port, binary=base, tag="-base-bulk"),
+                "cur_": self.start_proxy("pb", self.iperf_port, tag="-cur-bulk")}
+        time.sleep(1.0)  # as in run(): let the iperf3 server drop the readiness probes
+        for _ in range(self.rounds):
+            for streams in (1, 4):
+                for key, i in bulk.items():
+                    self.bulk("pb", i[1], i[2], streams, key_prefix=key)
+        for i in bulk.values():
+            self.procs.stop(i[0])
 
 
 def rotated(items, n):
@@ -949,6 +1011,32 @@ def report(bench, header):
             if a is not None and b is not None:
                 extra.append(f"| --threads {t} | {label}, 1 → {t} threads | "
                              f"{a * 100:.0f}% → {b * 100:.0f}% | | |")
+    for t in ("pb", "haproxy"):
+        r = R.get(t, {})
+        if "pp_v2_churn_cpu_ms_10k" in r:
+            a, b = r["pp_off_churn_cpu_ms_10k"], r["pp_v2_churn_cpu_ms_10k"]
+            ok = "yes" if b <= a * 1.05 else f"**no** ({b / a:.2f}×)"
+            extra.append(f"| PROXY v2 out ({NAMES[t]}) | proxy CPU ms per 10k conn., off → v2 | "
+                         f"{a:,.0f} → {b:,.0f} ({b / a:.2f}×) | "
+                         f"{'≤ 1.05×' if t == 'pb' else ''} | {ok if t == 'pb' else ''} |")
+            extra.append(f"| PROXY v2 out ({NAMES[t]}) | connections/s, off → v2 | "
+                         f"{r['pp_off_churn_cps']:,.0f} → {r['pp_v2_churn_cps']:,.0f} | | |")
+    t = bench.args.threads
+    for key, label, kind in (("churn_cpu_ms_10k", "proxy CPU ms per 10k conn.", "int"),
+                             ("churn_cps", "connections/s", "int"),
+                             (f"t{t}_churn_cps", f"connections/s, --threads {t}", "int"),
+                             (f"t{t}_churn_cpu_ms_10k",
+                              f"proxy CPU ms per 10k conn., --threads {t}", "int"),
+                             ("rr_cpu_us_req", "proxy CPU µs per request", "1"),
+                             ("rr_rps", "requests/s", "int"),
+                             ("bulk1_cpu_gb", "bulk 1 stream CPU-s per GB", "3"),
+                             ("bulk1_gbits", "bulk 1 stream Gbit/s", "1"),
+                             ("bulk4_cpu_gb", "bulk 4 streams CPU-s per GB", "3"),
+                             ("bulk4_gbits", "bulk 4 streams Gbit/s", "1")):
+        a, b = pb.get("base_" + key), pb.get("cur_" + key)
+        if a is not None and b is not None:
+            extra.append(f"| baseline → this binary | {label} | {fmt(a, kind)} → {fmt(b, kind)}"
+                         f" ({b / a:.2f}×) | | |")
     if extra:
         lines += ["", "Proto Balance variants (measured back to back in the same run):", "",
                   "| Variant | Metric | Proto Balance | Target | Met |", "|---|---|---|---|---|"]
@@ -1013,6 +1101,11 @@ def main(doc):
     p.add_argument("--out", help="also write the Markdown report to this file")
     p.add_argument("--binary", default=str(ROOT / "build/bench/bin/protobalance"),
                    help="protobalance binary (default: build/bench/bin/protobalance)")
+    p.add_argument("--proxy-protocol", action="store_true",
+                   help="also measure PROXY protocol v2 out against off (Proto Balance, HAProxy)")
+    p.add_argument("--baseline", metavar="PATH",
+                   help="another protobalance binary (main before a change), measured back to "
+                        "back with this one")
     p.add_argument("--targets", default="direct,haproxy,nginx,pb",
                    help="comma-separated subset of direct,haproxy,nginx,pb")
     args = p.parse_args()
@@ -1022,6 +1115,8 @@ def main(doc):
     for tool in ("taskset", "wrk", "iperf3", "nginx", "haproxy"):
         if shutil.which(tool) is None:
             sys.exit(f"bench: {tool} not found: run tools/bench/setup.sh first")
+    if args.baseline and not os.access(args.baseline, os.X_OK):
+        p.error(f"--baseline {args.baseline}: not an executable file")
     if "nginx" in args.targets and not os.path.exists(NGINX_STREAM_MODULE):
         sys.exit(f"bench: {NGINX_STREAM_MODULE} missing: run tools/bench/setup.sh first")
 
