@@ -30,6 +30,7 @@ void note(PollSlot& slot, std::uint32_t events) {
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) slot.readable = true;
   if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) slot.writable = true;
   if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) slot.peer_closed = true;
+  if ((events & EPOLLERR) != 0) slot.failed = true;
 }
 
 }  // namespace

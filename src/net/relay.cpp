@@ -147,11 +147,11 @@ void Relay::pump(Direction& d) {
         pump_spliced(d);
         return;
       }
-      if (!may_have_more(d, size, buffer.size())) {
-        d.state = State::waiting_read;
-        return;
+      switch (after_read(d, size, buffer.size())) {
+        case AfterRead::more: continue;
+        case AfterRead::drained: d.state = State::waiting_read; return;
+        case AfterRead::ended: end(d, End::eof); return;
       }
-      continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -224,13 +224,16 @@ void Relay::pump_spliced(Direction& d) {
 }
 
 // With edge-triggered events a socket must be read until it is known to be drained: a full
-// read may leave more. A short read has taken everything, unless the peer's FIN is queued
-// behind those bytes -- it raised its event before the read, so no other will come; the next
-// read returns it. EPOLLRDHUP tells which.
-bool Relay::may_have_more(Direction& d, std::size_t got, std::size_t asked) {
-  if (got == asked || d.from_slot->peer_closed) return true;
+// read may leave more. A short read has taken everything there was. If the peer's FIN had
+// arrived before the read (EPOLLRDHUP), every byte before it was queued already, so the stream
+// has ended: the read that would return 0 is saved (one system call per direction that ends
+// with its last bytes, as an HTTP/1.0 response does). Not with an error pending (EPOLLERR,
+// a reset): the next read reports it.
+Relay::AfterRead Relay::after_read(Direction& d, std::size_t got, std::size_t asked) {
+  if (got == asked) return AfterRead::more;
+  if (d.from_slot->peer_closed) return d.from_slot->failed ? AfterRead::more : AfterRead::ended;
   d.from_slot->readable = false;
-  return false;
+  return AfterRead::drained;
 }
 
 bool Relay::flush_pipe(Direction& d) {

@@ -22,7 +22,8 @@ struct PollSlot {
   bool registered = false;
   bool readable = false;     // not known to be drained
   bool writable = true;      // not known to be full
-  bool peer_closed = false;  // EPOLLRDHUP seen: a short read does not mean drained
+  bool peer_closed = false;  // EPOLLRDHUP seen: the peer's FIN is queued behind any bytes
+  bool failed = false;       // EPOLLERR seen: the next read or write reports an error
 
   // Starts a new socket: nothing known yet.
   void reset() { *this = PollSlot{}; }

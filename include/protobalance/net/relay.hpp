@@ -99,9 +99,10 @@ class Relay {
 
   void pump(Direction& d);
   void pump_spliced(Direction& d);
-  // A read returned `got` of `asked` bytes: true if the socket may have more (a full read, or a
-  // FIN already seen behind the bytes), else marks it drained.
-  static bool may_have_more(Direction& d, std::size_t got, std::size_t asked);
+  // What a read of `got` of `asked` bytes says about the socket: it may have more (a full
+  // read), it is drained (marked so), or its stream has ended (the FIN was behind the bytes).
+  enum class AfterRead : std::uint8_t { more, drained, ended };
+  static AfterRead after_read(Direction& d, std::size_t got, std::size_t asked);
   // Moves the bytes in `d.pipe` to `d.to` from `d.write_offset`; false on a hard error.
   static bool flush_pipe(Direction& d);
   void release_pipe(Direction& d, bool empty);

@@ -232,6 +232,44 @@ TEST_F(RelayTest, ANodeClosingAfterTrafficEndsNormally) {
   EXPECT_EQ(run.result.end, RelayEnd::finished);
 }
 
+TEST_F(RelayTest, ANodesLastBytesAndItsFinInOneEventEndTheDirectionAfterThem) {
+  // Verifies the end of stream taken from EPOLLRDHUP after a short read (no read for the 0):
+  // the node's reply and its FIN are written while the worker is busy, so one event reports
+  // both; the client gets every byte, then the FIN.
+  RelayRun run(worker_);
+  run.start(false);
+  asio::write(run.client.peer, asio::buffer(std::string("req")));
+  EXPECT_EQ(read_exactly(run.node.peer, 3), "req");
+  on_worker(worker_, [&] {
+    asio::write(run.node.peer, asio::buffer(std::string("reply")));
+    run.node.peer.shutdown(asio::socket_base::shutdown_send);
+    return 0;
+  });
+  EXPECT_EQ(read_exactly(run.client.peer, 5), "reply");
+  EXPECT_TRUE(at_eof(run.client.peer));
+  run.client.peer.shutdown(asio::socket_base::shutdown_send);
+  ASSERT_TRUE(run.finished());
+  EXPECT_EQ(run.result.end, RelayEnd::finished);
+  EXPECT_EQ(run.result.bytes_to_client, 5U);
+}
+
+TEST_F(RelayTest, ANodeResettingBehindItsLastBytesIsANodeError) {
+  // Verifies that a reset behind the node's last bytes (EPOLLERR with EPOLLRDHUP) is read and
+  // reported as the node's error, not taken for an end of stream.
+  RelayRun run(worker_);
+  run.start(false);
+  asio::write(run.client.peer, asio::buffer(std::string("req")));
+  EXPECT_EQ(read_exactly(run.node.peer, 3), "req");
+  on_worker(worker_, [&] {
+    asio::write(run.node.peer, asio::buffer(std::string("reply")));
+    run.node.peer.set_option(asio::socket_base::linger(true, 0));
+    run.node.peer.close();  // with a zero linger: a reset
+    return 0;
+  });
+  ASSERT_TRUE(run.finished());
+  EXPECT_EQ(run.result.end, RelayEnd::node_error);
+}
+
 TEST_F(RelayTest, AbortEndsAWaitingRelayAtOnceAsClosed) {
   // Verifies abort() (idle timeout, node offline, stop) on a relay waiting in the poller: it is
   // done at once, as closed, holding no buffer.
