@@ -110,14 +110,7 @@ Task<boost::system::error_code> connect_with_timeout(Worker& worker, Fd& socket,
   co_return boost::system::error_code(error, boost::system::system_category());
 }
 
-std::string_view local_header(config::ProxyProtocol version) {
-  switch (version) {
-    case config::ProxyProtocol::v1: return proxy::local_header(proxy::Version::v1);
-    case config::ProxyProtocol::v2: return proxy::local_header(proxy::Version::v2);
-    case config::ProxyProtocol::off: break;
-  }
-  return {};
-}
+std::string_view local_header(config::ProxyProtocol version) { return proxy::local_header(version); }
 
 bool send_local_header(const Fd& socket, config::ProxyProtocol version) {
   const std::string_view header = local_header(version);

@@ -22,15 +22,6 @@ namespace {
 
 boost::system::error_code last_error() { return {errno, boost::system::system_category()}; }
 
-proxy::Version proxy_version(config::ProxyProtocol p) {
-  switch (p) {
-    case config::ProxyProtocol::v1: return proxy::Version::v1;
-    case config::ProxyProtocol::v2: return proxy::Version::v2;
-    case config::ProxyProtocol::off: break;
-  }
-  return proxy::Version::off;
-}
-
 std::string_view outcome_of(RelayEnd end, CloseCause cause) {
   if (cause == CloseCause::idle) return "idle_timeout";
   if (cause == CloseCause::operator_) return "closed_by_operator";
@@ -199,7 +190,9 @@ void Connection::run_client_phases() {
       do {
         n = ::recv(fd, buffer.data(), want, MSG_PEEK | MSG_DONTWAIT);
       } while (n < 0 && errno == EINTR);
-      bool peer_closed = n == 0;
+      // The peek shows every byte there will be once the client has shut its side: also when
+      // its FIN came after the bytes (reported by the poller; the peek still returns them).
+      bool peer_closed = n == 0 || client_slot_.peer_closed;
       if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
           finish("client_error");
@@ -400,7 +393,7 @@ void Connection::next_node() {
 // before splice). A fresh socket's send buffer takes it whole; a rest waits for room.
 void Connection::node_phase() {
   const auto index = static_cast<std::uint32_t>(node_);
-  const auto version = proxy_version(route_->cluster->config().nodes[index].proxy_protocol);
+  const proxy::Version version = route_->cluster->config().nodes[index].proxy_protocol;
   if (version == proxy::Version::off) {
     relay();
     return;

@@ -273,22 +273,6 @@ Pair make_pair(const tcp::endpoint& source, const tcp::endpoint& destination) {
 
 }  // namespace
 
-std::optional<Version> parse_version(std::string_view text) {
-  if (text == "off") return Version::off;
-  if (text == "v1") return Version::v1;
-  if (text == "v2") return Version::v2;
-  return std::nullopt;
-}
-
-std::string_view to_string(Version v) {
-  switch (v) {
-    case Version::off: return "off";
-    case Version::v1: return "v1";
-    case Version::v2: return "v2";
-  }
-  return "off";
-}
-
 ParseResult parse(std::span<const std::uint8_t> data, Header& out) {
   if (data.empty()) return {};
   if (data[0] == kV2Signature[0]) return parse_v2(data, out);

@@ -47,13 +47,6 @@ inline std::string config_text(const std::vector<NodeSpec>& nodes, const std::st
   return text + tail;
 }
 
-// The daemon's metrics address from its start-up line.
-inline std::string metrics_address(Balancer& balancer) {
-  auto found = balancer.process().wait_for(std::regex(R"(metrics: serving http://(\S+)/metrics)"),
-                                           in(10s));
-  return found ? (*found)[1] : std::string();
-}
-
 // One series' value from a fresh scrape (nullopt when the scrape or the series is missing).
 inline std::optional<double> scrape_value(const std::string& address, const std::string& series) {
   const auto body = http_get_body(address, "/metrics");

@@ -174,7 +174,7 @@ TEST(Fault, ReadOnlyStateDirectoryForwardsAndPersistsOnceWritable) {
   TmpfsMount mount(f.state, "ro,size=8m,mode=0700");
   if (!mount.mounted()) GTEST_SKIP() << mount.why();
   Balancer balancer({"--config", f.file.string()});
-  const std::string metrics = metrics_address(balancer);
+  const std::string metrics = balancer.metrics_address(in(10s));
   ASSERT_FALSE(metrics.empty()) << balancer.process().output();
   EXPECT_EQ(serve_clients(balancer.address("l"), 0, 30), 30);
   EXPECT_TRUE(eventually([&] { return scrape_value(metrics, kWriteErrors).value_or(0) > 0; }, in(20s)))
@@ -210,7 +210,7 @@ TEST(Fault, FullDiskForwardsAndPersistsOnceSpaceReturns) {
   TmpfsMount mount(f.state, "size=2m,mode=0700");
   if (!mount.mounted()) GTEST_SKIP() << mount.why();
   Balancer balancer({"--config", f.file.string()});
-  const std::string metrics = metrics_address(balancer);
+  const std::string metrics = balancer.metrics_address(in(10s));
   ASSERT_FALSE(metrics.empty()) << balancer.process().output();
   EXPECT_EQ(serve_clients(balancer.address("l"), 0, 10), 10);
   ASSERT_TRUE(eventually([&] { return all_listed(f.file, 0, 10); }, in(20s)));
@@ -234,7 +234,7 @@ TEST(Fault, LockedDatabaseForwardsAndPersistsOnceReleased) {
   // the lock is released.
   StateFixture f;
   Balancer balancer({"--config", f.file.string()});
-  const std::string metrics = metrics_address(balancer);
+  const std::string metrics = balancer.metrics_address(in(10s));
   ASSERT_FALSE(metrics.empty()) << balancer.process().output();
   EXPECT_EQ(serve_clients(balancer.address("l"), 0, 10), 10);
   ASSERT_TRUE(eventually([&] { return all_listed(f.file, 0, 10); }, in(20s)));

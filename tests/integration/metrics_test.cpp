@@ -101,13 +101,6 @@ std::string node_series(const std::string& name, const std::string& cluster,
          "}";
 }
 
-// Waits for the daemon's "metrics: serving http://ADDR/metrics" line; returns ADDR.
-std::string metrics_address(Balancer& balancer) {
-  const auto match =
-      balancer.process().wait_for(std::regex(R"(metrics: serving http://(\S+)/metrics)"), in(5s));
-  return match ? (*match)[1] : "";
-}
-
 // A TCP port on 127.0.0.1 that is bound and listening (so nobody else can bind it) until the
 // object is destroyed.
 class TakenPort {
@@ -293,7 +286,7 @@ TEST(Metrics, CountsMatchAKnownPatternOfConnectionsExactly) {
   // Verifies, after a known pattern of connections, the exact per-node totals, bytes, failure
   // reasons, fall-overs, histogram counts, states, up/down and listener counters in /metrics.
   KnownPattern pattern("[metrics]\nlisten = \"127.0.0.1:0\"\n");
-  const std::string address = metrics_address(*pattern.balancer);
+  const std::string address = pattern.balancer->metrics_address();
   ASSERT_FALSE(address.empty()) << pattern.balancer->process().output();
   ASSERT_TRUE(pattern.send_traffic());
   const Scrape s = settled_scrape(address);
@@ -359,7 +352,7 @@ TEST(Metrics, ExportsTheContractAndPromtoolAcceptsIt) {
   // Verifies that every always-available metric of the contract is in a real scrape with its
   // help text, and that `promtool check metrics` accepts the whole exposition.
   KnownPattern pattern("[metrics]\nlisten = \"127.0.0.1:0\"\n");
-  const std::string address = metrics_address(*pattern.balancer);
+  const std::string address = pattern.balancer->metrics_address();
   ASSERT_FALSE(address.empty()) << pattern.balancer->process().output();
   ASSERT_TRUE(pattern.send_traffic());
   const Scrape s = settled_scrape(address);
@@ -422,7 +415,7 @@ TEST(Metrics, DashboardAndAlertsQueryOnlyExportedMetrics) {
   // node variables, and that every metric it or the alert rules query is exported by a running
   // exporter (the access log's counter only when the log is on; see its unit tests).
   KnownPattern pattern("[metrics]\nlisten = \"127.0.0.1:0\"\n");
-  const std::string address = metrics_address(*pattern.balancer);
+  const std::string address = pattern.balancer->metrics_address();
   ASSERT_FALSE(address.empty()) << pattern.balancer->process().output();
   const auto body = http_get(address, "/metrics");
   ASSERT_TRUE(body);

@@ -205,6 +205,16 @@ PeerClose Client::wait_closed(Deadline deadline) {
   return how;
 }
 
+std::uint16_t Client::local_port() const {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) return 0;
+  if (address.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&address)->sin6_port);
+  }
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&address)->sin_port);
+}
+
 void Client::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
 
 void Client::close() {

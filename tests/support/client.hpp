@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,9 @@ class Client {
   bool connected() const { return fd_ >= 0 && error_.empty(); }
   const std::string& error() const { return error_; }
   int fd() const { return fd_; }
+  // The port this end of the connection is bound to (0 when not connected): what the server
+  // sees as the client's port.
+  std::uint16_t local_port() const;
 
   bool send_all(std::string_view data, Deadline deadline = in(10s));
   // Reads exactly n bytes unless EOF, an error or the deadline comes first.

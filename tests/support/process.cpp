@@ -181,4 +181,15 @@ std::string Balancer::address(const std::string& listener) const {
   return "127.0.0.1:1";
 }
 
+std::string Balancer::metrics_address(Deadline deadline) {
+  const auto match =
+      process_->wait_for(std::regex(R"(metrics: serving http://(\S+)/metrics)"), deadline);
+  return match ? (*match)[1] : "";
+}
+
+std::unique_ptr<Balancer> start_daemon(const TempDir& dir, const std::string& toml) {
+  const auto file = dir.write("pb.toml", toml);
+  return std::make_unique<Balancer>(std::vector<std::string>{"--config", file.string()});
+}
+
 }  // namespace pb::test

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <regex>
@@ -87,10 +88,16 @@ class Balancer {
   Process& process() { return *process_; }
   // Bound address of a listener ("127.0.0.1:PORT"); quick mode's listener is "default".
   std::string address(const std::string& listener = "default") const;
+  // Address of the Prometheus exporter ("127.0.0.1:PORT", from the "metrics: serving" line),
+  // for a config with [metrics] listen; "" if the daemon does not report one by the deadline.
+  std::string metrics_address(Deadline deadline = in(5s));
 
  private:
   std::unique_ptr<Process> process_;
   std::vector<std::pair<std::string, std::string>> listeners_;
 };
+
+// Writes `toml` as DIR/pb.toml and starts a daemon with it (--config).
+std::unique_ptr<Balancer> start_daemon(const TempDir& dir, const std::string& toml);
 
 }  // namespace pb::test

@@ -24,7 +24,8 @@ namespace pb::test {
 // A node that expects a PROXY header (v1 or v2) at the start of each connection, as a server
 // behind HAProxy with `accept-proxy` would: it parses the header, records what it said, then
 // echoes the rest. A connection whose first bytes are not a valid header is recorded as such
-// and closed. Runs on its own thread; 127.0.0.1 or ::1, port 0.
+// and closed. Runs on its own thread; 127.0.0.1 or ::1, port 0. close_next(n) makes it close
+// the next n connections at once, unread and unrecorded (a node failing before any data).
 class ProxyBackend {
  public:
   struct Seen {
@@ -56,6 +57,7 @@ class ProxyBackend {
            std::to_string(port_);
   }
   int accepted() const { return accepted_.load(); }
+  void close_next(int n) { close_next_.store(n); }
   std::vector<Seen> seen() const {
     std::lock_guard lock(mutex_);
     return seen_;
@@ -126,7 +128,12 @@ class ProxyBackend {
     acceptor_.async_accept([this](auto ec, boost::asio::ip::tcp::socket socket) {
       if (ec) return;
       ++accepted_;
-      std::make_shared<Session>(std::move(socket), *this)->read_header();
+      if (close_next_.load() > 0) {
+        --close_next_;
+        socket.close();
+      } else {
+        std::make_shared<Session>(std::move(socket), *this)->read_header();
+      }
       accept();
     });
   }
@@ -138,6 +145,7 @@ class ProxyBackend {
   std::uint16_t port_ = 0;
   std::string host_;
   std::atomic<int> accepted_{0};
+  std::atomic<int> close_next_{0};
   mutable std::mutex mutex_;
   std::vector<Seen> seen_;
   std::thread thread_;

@@ -11,6 +11,8 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include "protobalance/config/proxy_protocol.hpp"
+
 namespace pb::config {
 
 using Duration = std::chrono::milliseconds;
@@ -28,12 +30,6 @@ enum class AdminState : std::uint8_t { available, draining, offline };
 std::string_view to_string(AdminState state);
 // Accepts available|draining|offline and the colour words green|yellow|red.
 std::optional<AdminState> parse_admin_state(std::string_view text);
-
-// What a node expects at the start of each connection: nothing, or a PROXY protocol header
-// (v1 text, v2 binary) naming the client.
-enum class ProxyProtocol : std::uint8_t { off, v1, v2 };
-std::string_view to_string(ProxyProtocol p);
-std::optional<ProxyProtocol> parse_proxy_protocol(std::string_view text);
 
 // An address block: `trusted_proxies` entries. An IPv4 block also matches IPv4-mapped IPv6.
 struct Cidr {

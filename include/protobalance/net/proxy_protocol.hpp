@@ -13,11 +13,12 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include "protobalance/config/proxy_protocol.hpp"
+
 namespace pb::net::proxy {
 
-enum class Version : std::uint8_t { off, v1, v2 };
-std::optional<Version> parse_version(std::string_view text);  // "off" | "v1" | "v2"
-std::string_view to_string(Version v);
+// The versions as the configuration names them (one type: no translation on the data path).
+using Version = config::ProxyProtocol;
 
 inline constexpr std::size_t kMaxV1 = 107;   // whole v1 line including CRLF
 inline constexpr std::size_t kMaxV2 = 4096;  // whole v2 header (16-byte fixed part + body)

@@ -213,6 +213,24 @@ TEST(Connection, ALateHeaderIsClosedAtProxyTimeout) {
   EXPECT_EQ(node.accepted(), 0);
 }
 
+TEST(Connection, AClientThatShutsItsSideWithinTheHeaderIsClosedAtOnce) {
+  // Verifies that half a header followed by the client's FIN is refused at once (the FIN may
+  // come after the bytes, when a peek still returns them), not at proxy_timeout; counted, and
+  // no node is contacted.
+  test::Backend node("n1");
+  RouteFixture fixture({{"n1", node.address()}});
+  Balancer balancer(fixture.route({proxy_in({}, 10s)}));
+  Client client(balancer.endpoint());
+  const auto started = Clock::now();
+  client.send("PROXY TCP4 203.0");
+  std::this_thread::sleep_for(20ms);  // pacing: the FIN comes as an event of its own
+  client.socket.shutdown(tcp::socket::shutdown_send);
+  EXPECT_TRUE(client.closed_by_peer());
+  EXPECT_LT(Clock::now() - started, 4s);
+  EXPECT_TRUE(eventually([&] { return fixture.rejected(RejectReason::proxy) == 1; }));
+  EXPECT_EQ(node.accepted(), 0);
+}
+
 TEST(Connection, FallsOverFromAV2NodeThatClosesToAnOffNodeWithoutAHeader) {
   // Verifies that a fall-over after the node phase starts over for the next node: the first
   // node (v2) got its header and closed; the second ("off") receives no header, only the

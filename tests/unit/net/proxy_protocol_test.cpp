@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -57,14 +58,16 @@ void expect_byte_at_a_time(const Bytes& data, Header& out) {
 }
 
 TEST(ProxyProtocolTest, VersionNames) {
-  // Verifies the config names of the versions parse and print back, and others are refused.
+  // Verifies the codec's versions are the configuration's: their names parse and print back,
+  // and others are refused.
+  static_assert(std::is_same_v<Version, config::ProxyProtocol>);
   for (auto v : {Version::off, Version::v1, Version::v2}) {
-    EXPECT_EQ(parse_version(to_string(v)), v);
+    EXPECT_EQ(config::parse_proxy_protocol(config::to_string(v)), v);
   }
-  EXPECT_EQ(to_string(Version::v2), "v2");
-  EXPECT_FALSE(parse_version("V1").has_value());
-  EXPECT_FALSE(parse_version("").has_value());
-  EXPECT_FALSE(parse_version("v3").has_value());
+  EXPECT_EQ(config::to_string(Version::v2), "v2");
+  EXPECT_FALSE(config::parse_proxy_protocol("V1").has_value());
+  EXPECT_FALSE(config::parse_proxy_protocol("").has_value());
+  EXPECT_FALSE(config::parse_proxy_protocol("v3").has_value());
 }
 
 TEST(ProxyProtocolTest, V1Tcp4) {
