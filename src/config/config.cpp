@@ -139,8 +139,13 @@ constexpr std::array<std::string_view, 8> kTopKeys{"service", "listener",   "clu
                                                    "access_log", "snmp",     "admin",   "twin"};
 constexpr std::array<std::string_view, 4> kServiceKeys{"threads", "state_dir", "shutdown_timeout",
                                                        "log_level"};
-constexpr std::array<std::string_view, 6> kListenerKeys{"name", "listen", "cluster",
-    "accept_proxy", "trusted_proxies", "proxy_timeout"};
+constexpr std::array<std::string_view, 12> kListenerKeys{"name", "listen", "cluster",
+    "accept_proxy", "trusted_proxies", "proxy_timeout", "allow", "deny", "max_client_connections",
+    "max_client_rate", "validate", "route"};
+constexpr std::array<std::string_view, 3> kValidateKeys{"timeout", "max_bytes", "expect"};
+constexpr std::array<std::string_view, 2> kRouteKeys{"sni", "cluster"};
+// The first bytes are peeked into one pooled buffer (net::BufferPool::kBufferSize).
+constexpr std::int64_t kMaxValidateBytes = 16 * 1024;
 constexpr std::array<std::string_view, 1> kMetricsKeys{"listen"};
 constexpr std::array<std::string_view, 1> kAdminKeys{"socket"};
 // sockaddr_un::sun_path holds 108 bytes with the terminating NUL.
@@ -842,6 +847,27 @@ class Loader {
         read_trusted_proxies(value, listener);
       } else if (k == "proxy_timeout") {
         if (const auto v = read_duration(value, k, true)) listener.proxy_timeout = *v;
+      } else if (k == "allow" || k == "deny") {
+        (k == "allow" ? listener.allow : listener.deny) = read_placed_strings(value, k);
+      } else if (k == "max_client_connections") {
+        if (const auto v = read_integer(value, k, 0, 1'000'000)) {
+          listener.max_client_connections = static_cast<std::uint32_t>(*v);
+        }
+      } else if (k == "max_client_rate") {
+        if (auto v = read_string(value, k)) {
+          listener.max_client_rate = PlacedText{std::move(*v), to_pos(value.source())};
+        }
+      } else if (k == "validate") {
+        if (const auto* t = value.as_table()) {
+          listener.validate = read_validate(*t);
+        } else {
+          error(value, fmt::format("validate must be a table, written [listener.validate], got {}",
+                                   type_name(value)));
+        }
+      } else if (k == "route") {
+        for (const toml::table* t : read_table_array(value, "route", "[[listener.route]]")) {
+          listener.routes.push_back(read_route(*t));
+        }
       } else {
         unknown_key(key, "[[listener]]", kListenerKeys);
       }
@@ -868,6 +894,85 @@ class Loader {
       }
     }
     config_.listeners.push_back(std::move(listener));
+  }
+
+  // An array of strings (allow, deny, sni), each kept with its position: what they mean is
+  // checked later by the area that understands them, which points at the entry.
+  std::vector<PlacedText> read_placed_strings(const toml::node& value, std::string_view key) {
+    std::vector<PlacedText> out;
+    const auto* array = value.as_array();
+    if (array == nullptr) {
+      error(value, fmt::format("{} must be an array of strings, got {}", key, type_name(value)));
+      return out;
+    }
+    for (const auto& item : *array) {
+      if (const auto* text = item.as_string()) {
+        out.push_back(PlacedText{text->get(), to_pos(item.source())});
+      } else {
+        error(item, fmt::format("{} entries must be strings, got {}", key, type_name(item)));
+      }
+    }
+    return out;
+  }
+
+  // [listener.validate]: `expect` is required (a validation without an expression would let
+  // everything through); the expression itself is compiled by pb::net::validate_guards.
+  ValidateConfig read_validate(const toml::table& table) {
+    ValidateConfig validate;
+    validate.pos = to_pos(table.source());
+    bool has_expect = false;
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "timeout") {
+        if (const auto v = read_duration(value, k, true)) validate.timeout = *v;
+      } else if (k == "max_bytes") {
+        if (const auto v = read_integer(value, k, 1, kMaxValidateBytes)) {
+          validate.max_bytes = static_cast<std::uint32_t>(*v);
+        }
+      } else if (k == "expect") {
+        has_expect = true;
+        if (auto v = read_string(value, k)) {
+          validate.expect = PlacedText{std::move(*v), to_pos(value.source())};
+        }
+      } else {
+        unknown_key(key, "[listener.validate]", kValidateKeys);
+      }
+    }
+    if (!has_expect) missing_key(table, "[listener.validate]", "expect");
+    return validate;
+  }
+
+  // [[listener.route]]: both keys required; the cluster must exist (clusters are read first).
+  SniRouteConfig read_route(const toml::table& table) {
+    SniRouteConfig route;
+    route.pos = to_pos(table.source());
+    bool has_sni = false;
+    bool has_cluster = false;
+    for (auto&& [key, value] : table) {
+      const std::string_view k = key.str();
+      if (k == "sni") {
+        has_sni = true;
+        route.sni = read_placed_strings(value, k);
+        if (route.sni.empty() && value.as_array() != nullptr) {
+          error(value, "sni must name at least one server name, \"*.suffix\" or \"*\"");
+        }
+      } else if (k == "cluster") {
+        has_cluster = true;
+        if (auto v = read_string(value, k)) {
+          route.cluster = std::move(*v);
+          if (!cluster_names_.contains(route.cluster)) {
+            error(value,
+                  fmt::format("cluster '{}' is not defined; defined clusters: {}", route.cluster,
+                              cluster_names_.empty() ? std::string("none") : known_clusters()));
+          }
+        }
+      } else {
+        unknown_key(key, "[[listener.route]]", kRouteKeys);
+      }
+    }
+    if (!has_sni) missing_key(table, "[[listener.route]]", "sni");
+    if (!has_cluster) missing_key(table, "[[listener.route]]", "cluster");
+    return route;
   }
 
   // trusted_proxies = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]: address blocks (a bare

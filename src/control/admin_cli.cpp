@@ -1022,6 +1022,33 @@ void describe_health(const json::object& n, std::string& state, std::string& up,
   }
 }
 
+// "listener L routes by TLS server name: a.example.com, *.a.example.com -> api" per route.
+std::string format_sni_routes(const boost::json::object& status) {
+  std::string text;
+  const json::array* listeners = array_of(status, "listeners");
+  if (listeners == nullptr) return text;
+  for (const auto& item : *listeners) {
+    if (!item.is_object()) continue;
+    const json::array* routes = array_of(item.as_object(), "sni_routes");
+    if (routes == nullptr) continue;
+    for (const auto& route_item : *routes) {
+      if (!route_item.is_object()) continue;
+      const auto& route = route_item.as_object();
+      std::string names;
+      if (const json::array* sni = array_of(route, "sni")) {
+        for (const auto& name : *sni) {
+          if (!name.is_string()) continue;
+          if (!names.empty()) names += ", ";
+          names += std::string_view(name.as_string());
+        }
+      }
+      text += "listener " + string_of(item.as_object(), "name") + " routes by TLS server name: " +
+              names + " -> " + string_of(route, "cluster") + '\n';
+    }
+  }
+  return text;
+}
+
 }  // namespace
 
 std::string format_status(const boost::json::object& status) {
@@ -1040,6 +1067,7 @@ std::string format_status(const boost::json::object& status) {
   text += format_columns({{"LISTENER"}, {"ADDRESS"}, {"CLUSTER"}, {"ACTIVE", true},
                           {"CONNECTIONS", true}},
                          rows, "");
+  text += format_sni_routes(status);
   if (const json::array* clusters = array_of(status, "clusters")) {
     for (const auto& item : *clusters) {
       if (!item.is_object()) continue;

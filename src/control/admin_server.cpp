@@ -543,6 +543,17 @@ AdminResponse dispatch(Runtime& runtime, std::string_view method, std::string_vi
                        target->path));
 }
 
+// A listener's [[listener.route]] entries in order: {"sni": [...], "cluster": "..."}.
+json::array sni_routes_json(const config::ListenerConfig& listener) {
+  json::array routes;
+  for (const auto& route : listener.routes) {
+    json::array names;
+    for (const auto& name : route.sni) names.emplace_back(name.text);
+    routes.push_back(json::object{{"sni", std::move(names)}, {"cluster", route.cluster}});
+  }
+  return routes;
+}
+
 }  // namespace
 
 boost::json::object admin_status(Runtime& runtime) {
@@ -564,7 +575,8 @@ boost::json::object admin_status(Runtime& runtime) {
         {"routed", cluster != l.cluster},
         {"active", have_counters ? counters->second->active.load(std::memory_order_relaxed) : 0},
         {"connections",
-         have_counters ? counters->second->connections.load(std::memory_order_relaxed) : 0}});
+         have_counters ? counters->second->connections.load(std::memory_order_relaxed) : 0},
+        {"sni_routes", sni_routes_json(l)}});
   }
   json::array clusters;
   for (const auto& cfg : snapshot->config->clusters) {

@@ -81,12 +81,39 @@ bool node_health_differs(const config::ClusterConfig& a, const config::ClusterCo
                      a.agent->timeout != b.agent->timeout);
 }
 
+// Whether the guards of a listener differ between two versions (positions in the file aside).
+bool guards_differ(const config::ListenerConfig& a, const config::ListenerConfig& b) {
+  const auto texts_differ = [](const std::vector<config::PlacedText>& x,
+                               const std::vector<config::PlacedText>& y) {
+    return !std::equal(x.begin(), x.end(), y.begin(), y.end(),
+                       [](const auto& p, const auto& q) { return p.text == q.text; });
+  };
+  if (texts_differ(a.allow, b.allow) || texts_differ(a.deny, b.deny) ||
+      a.max_client_connections != b.max_client_connections ||
+      a.max_client_rate.text != b.max_client_rate.text ||
+      a.validate.has_value() != b.validate.has_value() || a.routes.size() != b.routes.size()) {
+    return true;
+  }
+  if (a.validate && (a.validate->timeout != b.validate->timeout ||
+                     a.validate->max_bytes != b.validate->max_bytes ||
+                     a.validate->expect.text != b.validate->expect.text)) {
+    return true;
+  }
+  for (std::size_t i = 0; i < a.routes.size(); ++i) {
+    if (a.routes[i].cluster != b.routes[i].cluster || texts_differ(a.routes[i].sni, b.routes[i].sni)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 config::LoadResult load_config(const std::filesystem::path& file) {
   config::LoadResult result = config::load_file(file);
   if (result.config) {
     balance::validate(*result.config, result.errors);
+    net::validate_guards(*result.config, result.errors);
     if (!result.errors.empty()) result.config.reset();
   }
   return result;
@@ -292,12 +319,14 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
     client_phases.push_back(std::make_shared<const net::ProxyHeaderIn>(
         group.config.trusted_proxies, group.config.proxy_timeout));
   }
+  // Guards run on the client the PROXY header named.
+  for (auto& phase : guards_.phases(group.config)) client_phases.push_back(std::move(phase));
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     // Each worker gets its own Route object: its reference count is then written by that
     // worker only.
     auto route = std::make_shared<const net::Route>(
         net::Route{group.config.name, cluster, stats, affinity_.get(), affinity_stats,
-                   options_.access_log, client_phases});
+                   options_.access_log, client_phases, sni_routes(group.config, snapshot, stats)});
     auto listener = group.per_worker[w];
     if (!listener->route()) {
       listener->set_route(std::move(route));  // not started yet: no worker reads it
@@ -306,6 +335,24 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
                  [listener, route = std::move(route)]() mutable { listener->set_route(std::move(route)); });
     }
   }
+}
+
+// The routes a listener's [[listener.route]] entries lead to, in order (one worker's copy).
+std::vector<std::shared_ptr<const net::Route>> Runtime::sni_routes(
+    const config::ListenerConfig& listener, const Snapshot& snapshot,
+    const std::shared_ptr<net::ListenerStats>& stats) {
+  std::vector<std::shared_ptr<const net::Route>> routes;
+  for (const auto& entry : listener.routes) {
+    std::shared_ptr<net::AffinityStats> affinity_stats;
+    {
+      std::lock_guard lock(snapshot_mutex_);
+      affinity_stats = affinity_stats_.at(entry.cluster);
+    }
+    routes.push_back(std::make_shared<const net::Route>(
+        net::Route{listener.name, snapshot.clusters.at(entry.cluster), stats, affinity_.get(),
+                   std::move(affinity_stats), options_.access_log, {}, {}}));
+  }
+  return routes;
 }
 
 void Runtime::start_group(const ListenerGroup& group) {
@@ -379,6 +426,9 @@ std::vector<std::string> describe_changes(const config::Config& before, const co
                      }))) {
       changes.push_back(fmt::format("listener {}: PROXY protocol in {} for new connections", l.name,
                                     l.accept_proxy ? "on" : "off"));
+    }
+    if (it != before.listeners.end() && it->endpoint == l.endpoint && guards_differ(*it, l)) {
+      changes.push_back(fmt::format("listener {}: guards changed for new connections", l.name));
     }
   }
   for (const auto& l : before.listeners) {

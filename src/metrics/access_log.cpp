@@ -73,6 +73,10 @@ std::string AccessLog::format(const net::AccessRecord& r) {
   append_millis(out, r.duration);
   out += " end=";
   append_token(out, r.outcome);
+  if (!r.server_name.empty()) {  // only with SNI routes: other lines keep their shape
+    out += " sni=";
+    append_token(out, r.server_name);
+  }
   return out;
 }
 

@@ -215,7 +215,12 @@ void collect_listeners(const control::Runtime& runtime, const control::Runtime::
                                  "Accepted clients closed without being served, by reason "
                                  "(no_node: no node of the cluster could take them; "
                                  "descriptors: the process ran out of file descriptors; "
-                                 "proxy: a bad, missing, late or untrusted PROXY header).",
+                                 "proxy: a bad, missing, late or untrusted PROXY header; "
+                                 "denied: source refused by allow/deny; client_limit: "
+                                 "max_client_connections reached; client_rate: max_client_rate "
+                                 "exceeded; validation: first bytes did not match "
+                                 "[listener.validate]; tls: no valid TLS ClientHello where SNI "
+                                 "routes need one).",
                                  MetricType::Counter);
   MetricFamily route = family("listener_route",
                               "Where the listener sends new connections: the cluster is in the "

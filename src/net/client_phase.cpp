@@ -7,6 +7,11 @@ std::string_view to_string(RejectReason reason) {
     case RejectReason::no_node: return "no_node";
     case RejectReason::descriptors: return "descriptors";
     case RejectReason::proxy: return "proxy";
+    case RejectReason::denied: return "denied";
+    case RejectReason::client_limit: return "client_limit";
+    case RejectReason::client_rate: return "client_rate";
+    case RejectReason::validation: return "validation";
+    case RejectReason::tls: return "tls";
   }
   return "unknown";
 }

@@ -84,9 +84,19 @@ void Connection::start() {
     return;
   }
   phase_ = Phase::client;
-  if (!register_client()) return;
-  worker_.arm(deadline_, route_->client_phases.front()->timeout());
+  if (!enter_client_phase()) return;
   run_client_phases();
+}
+
+// Prepares the current client phase: one that reads bytes needs the client socket in the
+// poller and its deadline; one that decides from the address alone (allow/deny, limits) needs
+// neither, so such a listener costs no extra registration or timer.
+bool Connection::enter_client_phase() {
+  const ClientPhase& phase = *route_->client_phases[client_phase_];
+  if (phase.max_peek() == 0) return true;
+  if (!register_client()) return false;
+  worker_.arm(deadline_, phase.timeout());
+  return true;
 }
 
 // Registers the client socket with the poller once (it stays registered across fall-overs);
@@ -233,15 +243,27 @@ void Connection::run_client_phases() {
         spdlog::debug("{}: client {} refused by {}: {}", route_->listener,
                       facts_.source.address().to_string(), phase.name(), verdict.why);
       }
-      reject(phase.reject_reason(), "client_phase_reject");
+      reject(verdict.reason.value_or(phase.reject_reason()), "client_phase_reject");
       return;
     }
     ++client_phase_;
-    if (client_phase_ < phases.size()) worker_.arm(deadline_, phases[client_phase_]->timeout());
+    if (client_phase_ < phases.size() && !enter_client_phase()) return;
   }
   deadline_.disarm();
+  if (facts_.sni_route >= 0) take_sni_route();
   look_up_affinity();
   choose_node();
+}
+
+// The client's TLS server name matched a [[listener.route]]: from now on the connection is
+// that route's (its cluster, idle timeout and affinity), still counted as the listener's.
+void Connection::take_sni_route() {
+  const auto index = static_cast<std::size_t>(facts_.sni_route);
+  if (index >= route_->sni_routes.size()) return;
+  route_ = route_->sni_routes[index];
+  tried_ = balance::TriedSet(route_->cluster->nodes().size());
+  idle_ticks = worker_.ticks_for(route_->cluster->config().idle_timeout);
+  if (log_) log_->cluster = route_->cluster->name();
 }
 
 // The client's affinity entry, looked up once the client is known (after the client phases).
@@ -409,13 +431,15 @@ void Connection::node_phase() {
       facts_.has_destination = true;
     }
   }
-  std::uint8_t header[proxy::kMaxV1 + 64];
+  // v2 carries the TLS server name, if any, in an AUTHORITY TLV (at most a DNS name).
+  std::uint8_t header[proxy::kMaxV1 + 64 + 256];
   std::size_t size = 0;
   if (version == proxy::Version::v1) {
     size = proxy::encode_v1(facts_.source, facts_.destination,
                             {reinterpret_cast<char*>(header), sizeof header});
   } else {
-    size = proxy::encode_v2(facts_.source, facts_.destination, {}, {header, sizeof header});
+    size = proxy::encode_v2(facts_.source, facts_.destination, facts_.server_name,
+                            {header, sizeof header});
   }
   std::size_t done = 0;
   while (done < size) {
@@ -571,8 +595,10 @@ void Connection::finish(std::string_view outcome) {
   client_fd_.close();
   node_fd_.close();
   header_.reset();
+  facts_.client_ticket.release();
   if (log_) {
     if (log_->outcome.empty()) log_->outcome = outcome;
+    log_->server_name = facts_.server_name;
     log_->client_address = facts_.source.address();
     log_->client_port = facts_.source.port();
     log_->end_time = std::chrono::system_clock::now();

@@ -24,6 +24,7 @@
 #include "support/backend.hpp"
 #include "support/client.hpp"
 #include "support/process.hpp"
+#include "support/scrape.hpp"
 
 namespace pb::test {
 namespace {
@@ -40,59 +41,7 @@ const std::set<std::string> kSourcedMetrics = {"protobalance_access_log_records_
                                                // only once an agent reported ([cluster.agent])
                                                "protobalance_node_agent_value"};
 
-// Polls `condition` every 20 ms until it holds or the deadline passes; returns whether it held.
-template <typename Condition>
-bool eventually(Condition&& condition, Deadline deadline) {
-  for (;;) {
-    if (condition()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(20ms);  // polling interval, bounded by the deadline
-  }
-}
-
-// ---- Prometheus helpers ----
-
-// A plain HTTP/1.1 GET over a socket; returns the body of a 200 response, or nullopt.
-std::optional<std::string> http_get(const std::string& address, const std::string& path) {
-  Client client(address, 5s);
-  if (!client.connected()) return std::nullopt;
-  if (!client.send_all("GET " + path + " HTTP/1.1\r\nHost: " + address +
-                       "\r\nConnection: close\r\n\r\n")) {
-    return std::nullopt;
-  }
-  const std::string response = client.recv_all(in(10s));
-  if (response.rfind("HTTP/1.1 200", 0) != 0) return std::nullopt;
-  const auto body = response.find("\r\n\r\n");
-  if (body == std::string::npos) return std::nullopt;
-  return response.substr(body + 4);
-}
-
-// One scrape: every sample by its series ("name{labels}" exactly as exported) and the family
-// names from the "# TYPE" lines.
-struct Scrape {
-  std::string text;
-  std::map<std::string, double> samples;
-  std::set<std::string> families;
-
-  explicit Scrape(std::string body) : text(std::move(body)) {
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("# TYPE ", 0) == 0) {
-        families.insert(line.substr(7, line.find(' ', 7) - 7));
-      } else if (!line.empty() && line[0] != '#') {
-        const auto space = line.rfind(' ');
-        samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
-      }
-    }
-  }
-
-  // The value of a series, or -1 when it is absent (every value here is >= 0).
-  double operator()(const std::string& series) const {
-    const auto it = samples.find(series);
-    return it == samples.end() ? -1 : it->second;
-  }
-};
+// ---- Prometheus helpers (and support/scrape.hpp) ----
 
 // Node series name: protobalance_<name>{cluster="c",node="n"<extra>}.
 std::string node_series(const std::string& name, const std::string& cluster,

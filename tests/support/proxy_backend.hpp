@@ -35,6 +35,7 @@ class ProxyBackend {
     boost::asio::ip::tcp::endpoint destination;
     std::size_t header_size = 0;
     std::string header;  // the raw header bytes
+    std::string authority;  // v2 AUTHORITY TLV (the TLS server name), if any
   };
 
   explicit ProxyBackend(const std::string& address = "127.0.0.1")
@@ -85,6 +86,7 @@ class ProxyBackend {
           seen.destination = header.destination;
           seen.header_size = parsed.size;
           seen.header = self->data.substr(0, parsed.size);
+          seen.authority = header.authority;
         }
         {
           std::lock_guard lock(self->backend.mutex_);

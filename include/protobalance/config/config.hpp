@@ -104,6 +104,29 @@ struct ClusterConfig {
   const NodeConfig* find_node(std::string_view node_name) const;
 };
 
+// A string from the file with where it stood, for values whose meaning is checked after loading
+// (by the area that understands them: address blocks, rates, expressions, server names).
+struct PlacedText {
+  std::string text;
+  SourcePos pos;
+};
+
+// [listener.validate]: the first bytes a client sends must match `expect` (see
+// protobalance/net/first_bytes_validator.hpp) within `timeout`, looking at most at `max_bytes`.
+struct ValidateConfig {
+  Duration timeout = std::chrono::seconds(5);
+  std::uint32_t max_bytes = 1024;
+  PlacedText expect;  // required
+  SourcePos pos;      // of the [listener.validate] table
+};
+
+// [[listener.route]]: a ClientHello whose server name matches one of `sni` goes to `cluster`.
+struct SniRouteConfig {
+  std::vector<PlacedText> sni;  // "name", "*.suffix" or "*"
+  std::string cluster;
+  SourcePos pos;  // of the [[listener.route]] table
+};
+
 struct ListenerConfig {
   std::string name;
   std::string address;
@@ -114,7 +137,21 @@ struct ListenerConfig {
   bool accept_proxy = false;
   std::vector<Cidr> trusted_proxies;
   Duration proxy_timeout = std::chrono::seconds(3);
+  // Guards, checked after the PROXY header (on the client it names). allow/deny: address
+  // blocks as written (checked by pb::net::validate_guards); empty allow = every source.
+  std::vector<PlacedText> allow;
+  std::vector<PlacedText> deny;
+  std::uint32_t max_client_connections = 0;  // per client address (IPv6: per /64); 0 = no limit
+  PlacedText max_client_rate;                // "N/PERIOD"; empty = no limit
+  std::optional<ValidateConfig> validate;
+  std::vector<SniRouteConfig> routes;  // in order: the first matching route wins
   SourcePos pos;
+
+  // True when the listener has an address, limit, validation or SNI guard.
+  bool guarded() const {
+    return !allow.empty() || !deny.empty() || max_client_connections != 0 ||
+           !max_client_rate.text.empty() || validate.has_value() || !routes.empty();
+  }
 };
 
 struct ServiceConfig {

@@ -18,6 +18,7 @@
 #include "protobalance/affinity/store.hpp"
 #include "protobalance/balance/cluster.hpp"
 #include "protobalance/config/config.hpp"
+#include "protobalance/net/guards.hpp"
 #include "protobalance/net/listener.hpp"
 #include "protobalance/net/worker.hpp"
 
@@ -126,6 +127,9 @@ class Runtime {
   void start_group(const ListenerGroup& group);
   void close_group(const ListenerGroup& group);
   void route_group(const ListenerGroup& group, const Snapshot& snapshot);
+  std::vector<std::shared_ptr<const net::Route>> sni_routes(
+      const config::ListenerConfig& listener, const Snapshot& snapshot,
+      const std::shared_ptr<net::ListenerStats>& stats);
   void publish(std::shared_ptr<const Snapshot> snapshot);
   void open_store();
   void restore_node_states();
@@ -156,6 +160,7 @@ class Runtime {
   // Declared before the workers: sessions use them until the workers are joined.
   std::unique_ptr<affinity::Store> store_;
   std::unique_ptr<affinity::AffinityMap> affinity_;
+  net::ListenerGuards guards_;  // listeners' guard phases and per-client state (control thread)
   balance::NodeRegistry registry_;
   mutable std::mutex snapshot_mutex_;  // guards snapshot_ and listener_stats_ (not hot path)
   std::shared_ptr<const Snapshot> snapshot_;

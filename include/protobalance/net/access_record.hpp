@@ -32,6 +32,7 @@ struct AccessRecord {
   // How it ended, one word: finished, client_error, node_error, idle_timeout, no_node,
   // descriptors, node_offline, shutdown, ... (spaces are written as '_').
   std::string outcome;
+  std::string server_name;  // the TLS server name (SNI) when the listener routes by it
 };
 
 // Where sessions send their records (implemented by AccessLog).

@@ -3,16 +3,29 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include "protobalance/net/client_limits.hpp"
+
 namespace pb::net {
 
 // Why a listener closed a client without serving it.
-enum class RejectReason : std::uint8_t { no_node, descriptors, proxy };
-inline constexpr std::size_t kRejectReasons = 3;
+enum class RejectReason : std::uint8_t {
+  no_node,
+  descriptors,
+  proxy,
+  denied,        // source refused by allow/deny
+  client_limit,  // max_client_connections reached
+  client_rate,   // max_client_rate exceeded
+  validation,    // first bytes do not match [listener.validate]
+  tls,           // not a TLS ClientHello where [[listener.route]] expects one
+};
+inline constexpr std::size_t kRejectReasons = 8;
 std::string_view to_string(RejectReason reason);
 
 // What the client phases learn about a connection before a node is chosen. The connection
@@ -23,6 +36,12 @@ struct ClientFacts {
   // out then asks the client socket for its local address).
   boost::asio::ip::tcp::endpoint destination;
   bool has_destination = false;
+  // The server name of the client's TLS ClientHello as it was sent (empty: none, or no SNI
+  // routes), and the [[listener.route]] it chose (-1: the listener's own cluster).
+  std::string server_name;
+  std::int32_t sni_route = -1;
+  // Held while the connection is open, when the listener limits connections per client.
+  ClientLimits::Ticket client_ticket;
 };
 
 // A phase's answer to the bytes seen so far.
@@ -31,10 +50,15 @@ struct Verdict {
   Kind kind = Kind::more;
   std::size_t consume = 0;  // pass: bytes to take off the stream (the rest goes to the node)
   std::string_view why;     // reject: a short static reason for the debug log
+  // reject: the reason counted, when the phase has more than one (else its reject_reason()).
+  std::optional<RejectReason> reason;
 
-  static Verdict pass(std::size_t consume = 0) { return {Kind::pass, consume, {}}; }
-  static Verdict more() { return {Kind::more, 0, {}}; }
-  static Verdict reject(std::string_view why) { return {Kind::reject, 0, why}; }
+  static Verdict pass(std::size_t consume = 0) { return {Kind::pass, consume, {}, {}}; }
+  static Verdict more() { return {Kind::more, 0, {}, {}}; }
+  static Verdict reject(std::string_view why) { return {Kind::reject, 0, why, {}}; }
+  static Verdict reject(std::string_view why, RejectReason reason) {
+    return {Kind::reject, 0, why, reason};
+  }
 };
 
 // One step a connection takes on the client's side before a node is chosen (the model is

@@ -75,7 +75,9 @@ class Connection : public ConnectionHook {
   static void on_deadline(void* self, bool abandoned);
   static void on_turn(void* self);
 
+  bool enter_client_phase();
   void run_client_phases();
+  void take_sni_route();
   void look_up_affinity();
   void record_affinity(std::uint32_t served);
   void choose_node();

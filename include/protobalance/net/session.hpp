@@ -46,6 +46,9 @@ struct Route {
   // What every connection of the listener goes through before a node is chosen, in order
   // (client_phase.hpp); empty for most listeners.
   std::vector<std::shared_ptr<const ClientPhase>> client_phases;
+  // [[listener.route]] in order: where a connection goes when its TLS server name matched
+  // route i (ClientFacts::sni_route); each has its route's cluster and no client phase.
+  std::vector<std::shared_ptr<const Route>> sni_routes;
 };
 
 }  // namespace pb::net

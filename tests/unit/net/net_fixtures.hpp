@@ -110,7 +110,7 @@ struct RouteFixture {
   std::shared_ptr<const Route> route(std::vector<std::shared_ptr<const ClientPhase>> phases = {}) {
     return std::make_shared<const Route>(
         Route{"test", cluster, stats, nullptr, std::make_shared<AffinityStats>(), nullptr,
-              std::move(phases)});
+              std::move(phases), {}});
   }
   std::uint64_t rejected(RejectReason reason) const {
     return stats->rejected[static_cast<std::size_t>(reason)].load();

@@ -1,8 +1,5 @@
 #include "protobalance/net/tls_client_hello.hpp"
 
-#include <openssl/bio.h>
-#include <openssl/ssl.h>
-
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -10,36 +7,14 @@
 
 #include <gtest/gtest.h>
 
+#include "support/tls_hello.hpp"
+
 namespace pb::net::tls {
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-// The bytes a real TLS client (OpenSSL) sends first: SSL_connect on a memory BIO pair, then
-// whatever it wrote to the network side. `server_name` empty: no SNI extension.
-Bytes real_client_hello(const std::string& server_name, long max_version = TLS1_3_VERSION) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  if (ctx == nullptr) return {};
-  SSL_CTX_set_max_proto_version(ctx, max_version);
-  SSL* ssl = SSL_new(ctx);
-  BIO* internal = nullptr;
-  BIO* network = nullptr;
-  BIO_new_bio_pair(&internal, 0, &network, 0);
-  SSL_set_bio(ssl, internal, internal);
-  if (!server_name.empty()) SSL_set_tlsext_host_name(ssl, server_name.c_str());
-  SSL_set_connect_state(ssl);
-  const int rc = SSL_do_handshake(ssl);  // wants to read the ServerHello: -1, WANT_READ
-  Bytes out;
-  if (rc == -1 && SSL_get_error(ssl, rc) == SSL_ERROR_WANT_READ) {
-    out.resize(BIO_ctrl_pending(network));
-    const int n = BIO_read(network, out.data(), static_cast<int>(out.size()));
-    out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-  }
-  BIO_free(network);
-  SSL_free(ssl);  // frees `internal`
-  SSL_CTX_free(ctx);
-  return out;
-}
+using test::real_client_hello;
 
 Bytes bytes_of(std::string_view text) { return Bytes(text.begin(), text.end()); }
 
