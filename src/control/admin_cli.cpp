@@ -39,6 +39,8 @@
 
 #include "protobalance/config/config.hpp"
 #include "protobalance/config/duration.hpp"
+#include "protobalance/state/affinity_file.hpp"
+#include "protobalance/state/database.hpp"
 #include "protobalance/version.hpp"
 
 namespace pb::control {
@@ -180,14 +182,14 @@ int affinity_list(const Context& ctx, const AffinityListArgs& args) {
   const auto cfg = load_config(ctx);
   if (!cfg) return kExitUsage;
 
-  const std::filesystem::path db_file = cfg->service.state_dir / affinity::Store::kFileName;
+  const std::filesystem::path db_file = cfg->service.state_dir / state::Database::kFileName;
   AffinityPrinter printer(ctx.out, ctx.json);
   const auto ttls = affinity::make_ttl_table(*cfg);
   const auto now = affinity::Clock::now();
   try {
     // Streams: rows come in (cluster, client) order from the index, and are printed as they
     // come; a --client filter is a point query per shorter prefix plus one range.
-    const bool found = affinity::stream_affinity_file(
+    const bool found = state::stream_affinity_file(
         db_file, args.cluster, args.node, filter.client, [&](const affinity::AffinityRowView& r) {
           if (r.last_seen < affinity::expiry_cutoff(now, ttls.ttl_for(r.cluster))) return;
           printer.add(affinity::AffinityRow{std::string(r.cluster), r.key.to_string(),
@@ -199,7 +201,7 @@ int affinity_list(const Context& ctx, const AffinityListArgs& args) {
       // state_dir). The empty list still goes to stdout, so scripts need no special case.
       ctx.err << "pbadmin: no affinity database at " << db_file.string() << '\n';
     }
-  } catch (const affinity::SchemaTooNew& e) {
+  } catch (const state::SchemaTooNew& e) {
     printer.abandon();
     ctx.err << "pbadmin: " << e.what() << '\n';
     return kExitFailed;

@@ -18,14 +18,14 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
-#include "protobalance/affinity/store.hpp"
+#include "protobalance/state/store.hpp"
 #include "protobalance/control/admin_cli.hpp"
 
 namespace pb::control {
 namespace {
 
 using affinity::AffinityRow;
-using affinity::PutAffinity;
+using state::PutAffinity;
 using namespace std::chrono_literals;
 
 struct Outcome {
@@ -153,7 +153,7 @@ address = "127.0.0.1:9003"
   std::filesystem::path state_dir() const { return dir_ / "state"; }
 
   // The entries every test lists: 3 live in web, 1 expired in web, 2 in mail.
-  void write_entries(affinity::Store& store) {
+  void write_entries(state::Store& store) {
     store.enqueue(PutAffinity{AffinityRow{"web", "192.0.2.10", "beta", t_ - 50, t_ - 5, 7}});
     store.enqueue(PutAffinity{AffinityRow{"web", "192.0.2.9", "alpha", t_ - 100, t_ - 10, 2}});
     store.enqueue(PutAffinity{AffinityRow{"web", "2001:db8:1:2::/64", "alpha", t_, t_, 1}});
@@ -178,7 +178,7 @@ TEST_F(PbadminAffinity, ListsTableWhileBalancerIsDown) {
   // Verifies the human output with no balancer running: an aligned table sorted by cluster then
   // numerically by client, ISO 8601 UTC times, and the expired entry left out.
   {
-    affinity::Store store(state_dir());
+    state::Store store(state_dir());
     write_entries(store);
   }  // closed: the daemon is down
 
@@ -208,7 +208,7 @@ TEST_F(PbadminAffinity, FiltersByClusterNodeAndClient) {
   // Verifies --cluster, --node and --client, alone and combined; an address finds the network
   // entry holding it, and a network finds the address entries inside it.
   {
-    affinity::Store store(state_dir());
+    state::Store store(state_dir());
     write_entries(store);
   }
 
@@ -242,7 +242,7 @@ TEST_F(PbadminAffinity, FiltersByClusterNodeAndClient) {
 TEST_F(PbadminAffinity, JsonWhileBalancerWrites) {
   // Verifies --json (before or after the command) with a store still open and holding its
   // changes in the WAL, as a running balancer does: the read-only reader sees committed rows.
-  affinity::Store store(state_dir());
+  state::Store store(state_dir());
   write_entries(store);
   store.flush();
 

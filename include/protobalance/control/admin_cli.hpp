@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "protobalance/affinity/client_key.hpp"
-#include "protobalance/affinity/store.hpp"
+#include "protobalance/affinity/entry_store.hpp"
 #include "protobalance/control/top_view.hpp"
 
 // pbadmin, the operator's command-line tool, as functions: src/pbadmin/main.cpp only calls

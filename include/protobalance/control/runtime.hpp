@@ -15,11 +15,11 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "protobalance/affinity/affinity_map.hpp"
-#include "protobalance/affinity/store.hpp"
 #include "protobalance/balance/cluster.hpp"
 #include "protobalance/config/config.hpp"
 #include "protobalance/net/listener.hpp"
 #include "protobalance/net/worker.hpp"
+#include "protobalance/state/store.hpp"
 
 namespace pb::control {
 
@@ -105,7 +105,7 @@ class Runtime {
   // The client-affinity map (always present; persisted only with a store).
   affinity::AffinityMap& affinity() { return *affinity_; }
   // The database, or null in quick mode (no configuration file, no persistence).
-  affinity::Store* store() { return store_.get(); }
+  state::Store* store() { return store_.get(); }
   // Live sessions over all workers.
   std::size_t active_sessions() const;
 
@@ -154,7 +154,7 @@ class Runtime {
   RuntimeOptions options_;
   std::chrono::milliseconds tick_;
   // Declared before the workers: sessions use them until the workers are joined.
-  std::unique_ptr<affinity::Store> store_;
+  std::unique_ptr<state::Store> store_;
   std::unique_ptr<affinity::AffinityMap> affinity_;
   balance::NodeRegistry registry_;
   mutable std::mutex snapshot_mutex_;  // guards snapshot_ and listener_stats_ (not hot path)
