@@ -19,12 +19,13 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "protobalance/state/store.hpp"
-#include "protobalance/control/admin_cli.hpp"
+#include "protobalance/config/utc_time.hpp"
 
-namespace pb::control {
+namespace pb::pbadmin {
 namespace {
 
 using affinity::AffinityRow;
+using config::format_utc;
 using state::PutAffinity;
 using namespace std::chrono_literals;
 
@@ -363,24 +364,5 @@ TEST_F(PbadminAffinity, UsageErrorsExit2AndHelpVersionExit0) {
   EXPECT_NE(r.out.find("--client"), std::string::npos) << r.out;
 }
 
-TEST(PbadminFormat, UtcTimesAndSelection) {
-  // Verifies the pieces in-process: ISO 8601 UTC formatting, and that selection sorts numerically
-  // and drops expired rows by each cluster's TTL.
-  EXPECT_EQ(format_utc(0), "1970-01-01T00:00:00Z");
-  EXPECT_EQ(format_utc(1'795'203'903), "2026-11-20T19:45:03Z");
-
-  const auto now = affinity::Clock::time_point(std::chrono::seconds(1'000'000));
-  std::vector<AffinityRow> rows{{"b", "10.0.0.10", "n", 0, 999'990, 1},
-                                {"b", "10.0.0.9", "n", 0, 999'990, 1},
-                                {"a", "10.0.0.1", "n", 0, 999'000, 1},  // a: ttl 10 min
-                                {"a", "10.0.0.2", "n", 0, 999'990, 1}};
-  const affinity::TtlTable ttls{{{"a", 10min}}, 1h};
-  const auto selected = select_affinity(rows, AffinityFilter{}, ttls, now);
-  ASSERT_EQ(selected.size(), 3u);
-  EXPECT_EQ(selected[0].client, "10.0.0.2");
-  EXPECT_EQ(selected[1].client, "10.0.0.9");
-  EXPECT_EQ(selected[2].client, "10.0.0.10");
-}
-
 }  // namespace
-}  // namespace pb::control
+}  // namespace pb::pbadmin
