@@ -9,14 +9,14 @@ foreach(f IN LISTS files)
   string(APPEND body "    {\"${name}\", R\"pbsql(${sql})pbsql\"},\n")
 endforeach()
 file(WRITE ${OUT}.tmp "// Generated from migrations/*.sql by cmake/embed_migrations.cmake; do not edit.
-#include \"protobalance/affinity/migrations.hpp\"
+#include \"protobalance/state/migrations.hpp\"
 
-namespace pb::affinity {
+namespace pb::state {
 const std::vector<Migration>& migrations() {
   static const std::vector<Migration> all = {
 ${body}  };
   return all;
 }
-}  // namespace pb::affinity
+}  // namespace pb::state
 ")
 file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -135,7 +135,7 @@ std::uint16_t AffinityMap::Table::node_index(std::string_view name) {
 
 // ---- AffinityMap ----
 
-AffinityMap::AffinityMap(Store* store, std::chrono::seconds last_seen_grain)
+AffinityMap::AffinityMap(EntryStore* store, std::chrono::seconds last_seen_grain)
     : store_(store), grain_s_(last_seen_grain.count()) {}
 
 AffinityMap::~AffinityMap() {
@@ -168,14 +168,14 @@ void AffinityMap::store_put(std::string_view cluster, const ClientKey& key, Tabl
                             Slot& slot) {
   slot.stored_last_seen = slot.last_seen;
   if (store_ == nullptr) return;
-  store_->enqueue(PutAffinity{AffinityRow{std::string(cluster), key.to_string(),
-                                          table.node_name(slot.node), slot.first_seen,
-                                          slot.last_seen, slot.connections}});
+  store_->put_affinity(AffinityRow{std::string(cluster), key.to_string(),
+                                   table.node_name(slot.node), slot.first_seen, slot.last_seen,
+                                   slot.connections});
 }
 
 void AffinityMap::store_erase(std::string_view cluster, const ClientKey& key) {
   if (store_ == nullptr) return;
-  store_->enqueue(EraseAffinity{std::string(cluster), key.to_string()});
+  store_->erase_affinity(std::string(cluster), key.to_string());
 }
 
 std::optional<std::string> AffinityMap::lookup(std::string_view cluster, const ClientKey& key,
@@ -393,7 +393,7 @@ void AffinityMap::run_load(const std::function<void()>& hold) {
     spdlog::warn("affinity: skipped {} stored entries whose client is not an address", skipped);
   }
   spdlog::info("affinity: {} entr{} loaded from {} in {} ms ({} in the map)", loaded,
-               loaded == 1 ? "y" : "ies", store_->path().string(), took.count(), size());
+               loaded == 1 ? "y" : "ies", store_->location(), took.count(), size());
   {
     std::lock_guard lock(forgotten_mutex_);
     forgotten_.clear();

@@ -43,7 +43,7 @@
 #include <spdlog/spdlog.h>
 
 #include "protobalance/affinity/client_key.hpp"
-#include "protobalance/control/admin_cli.hpp"
+#include "protobalance/config/utc_time.hpp"
 #include "protobalance/control/runtime.hpp"
 #include "protobalance/version.hpp"
 
@@ -222,8 +222,8 @@ json::value since_value(std::int64_t since_ns) {
   const auto age = std::chrono::nanoseconds(std::max<std::int64_t>(0, steady_now_ns() - since_ns));
   const auto wall = std::chrono::system_clock::now() -
                     std::chrono::duration_cast<std::chrono::system_clock::duration>(age);
-  return json::value(
-      format_utc(std::chrono::duration_cast<std::chrono::seconds>(wall.time_since_epoch()).count()));
+  return json::value(config::format_utc(
+      std::chrono::duration_cast<std::chrono::seconds>(wall.time_since_epoch()).count()));
 }
 
 // Remaining slow-start ramp of a node, in ms, or null when it is at full weight.

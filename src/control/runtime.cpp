@@ -140,7 +140,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, RuntimeOptions optio
 // an operator chose) and loads the affinity entries into memory.
 void Runtime::open_store() {
   if (!config_->file.empty()) {
-    store_ = std::make_unique<affinity::Store>(config_->service.state_dir);
+    store_ = std::make_unique<state::Store>(config_->service.state_dir);
     store_->set_ttls(affinity::make_ttl_table(*config_));
     // Availability transitions are persisted so that a restart does not hammer a node that
     // is known to be down before its next probe is due.
@@ -155,8 +155,8 @@ void Runtime::open_store() {
                        (std::chrono::system_clock::now() - age).time_since_epoch())
                        .count();
       }
-      store->enqueue(affinity::PutAvailability{cluster, node, since_ms,
-                                               static_cast<std::int64_t>(rt.failures_total())});
+      store->enqueue(state::PutAvailability{cluster, node, since_ms,
+                                            static_cast<std::int64_t>(rt.failures_total())});
     });
   }
   affinity_ = std::make_unique<affinity::AffinityMap>(store_.get());
@@ -618,8 +618,8 @@ std::string Runtime::route(const std::string& listener, const std::string& clust
   }
   if (store_) {
     const auto now = std::chrono::system_clock::now().time_since_epoch();
-    store_->enqueue(affinity::PutRoute{listener, cluster,
-                                       std::chrono::duration_cast<std::chrono::seconds>(now).count()});
+    store_->enqueue(state::PutRoute{listener, cluster,
+                                    std::chrono::duration_cast<std::chrono::seconds>(now).count()});
   }
   // Clusters are reused (not rebuilt) so that algorithm state and counters stay as they are.
   auto current = snapshot();
@@ -859,8 +859,8 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
     if (state == config::AdminState::available) it->second->restart_ramp(static_cast<std::uint32_t>(index));
   }
   if (store_) {
-    store_->enqueue(affinity::PutAdminState{cluster_name, node_name,
-                                            std::string(config::to_string(state))});
+    store_->enqueue(state::PutAdminState{cluster_name, node_name,
+                                         std::string(config::to_string(state))});
   }
   if (state == config::AdminState::offline) close_node_sessions(node.runtime.get());
   return true;

@@ -1,5 +1,5 @@
 // The full-screen view of `pbadmin top`, drawn with ncurses. Only pbadmin links it: the data
-// comes ready-made from make_top_frame() / layout_top() (control/top_view.hpp).
+// comes ready-made from make_top_frame() / layout_top() (pbadmin/top_view.hpp).
 #include "top_screen.hpp"
 
 #include <unistd.h>
@@ -19,14 +19,12 @@
 namespace pb::pbadmin {
 namespace {
 
-using control::TopFrame;
-using control::TopHealth;
 
 constexpr short kGreen = 1;
 constexpr short kYellow = 2;
 constexpr short kRed = 3;
 
-class CursesScreen final : public control::TopScreen {
+class CursesScreen final : public TopScreen {
  public:
   explicit CursesScreen(std::chrono::milliseconds interval)
       : interval_(interval), keys_(::isatty(STDIN_FILENO) == 1) {
@@ -66,12 +64,12 @@ class CursesScreen final : public control::TopScreen {
   void draw(const TopFrame& frame, const std::string& message) override {
     erase();
     int row = 0;
-    line(row++, control::top_summary(frame) + "   every " + config::format_duration(interval_) +
+    line(row++, top_summary(frame) + "   every " + config::format_duration(interval_) +
                     (keys_ ? ", q quits" : ""),
          A_BOLD);
     if (!message.empty()) line(row, message, A_BOLD | colour(kRed));
     row += 2;
-    const control::TopText text = control::layout_top(frame);
+    const TopText text = layout_top(frame);
     for (std::size_t i = 0; i < text.listener_lines.size(); ++i) {
       line(row++, text.listener_lines[i], i == 0 ? A_REVERSE : A_NORMAL);
     }
@@ -127,7 +125,7 @@ class CursesScreen final : public control::TopScreen {
 
 }  // namespace
 
-std::unique_ptr<control::TopScreen> make_top_screen(std::chrono::milliseconds interval) {
+std::unique_ptr<TopScreen> make_top_screen(std::chrono::milliseconds interval) {
   return std::make_unique<CursesScreen>(interval);
 }
 

@@ -18,14 +18,15 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
-#include "protobalance/affinity/store.hpp"
-#include "protobalance/control/admin_cli.hpp"
+#include "protobalance/state/store.hpp"
+#include "protobalance/config/utc_time.hpp"
 
-namespace pb::control {
+namespace pb::pbadmin {
 namespace {
 
 using affinity::AffinityRow;
-using affinity::PutAffinity;
+using config::format_utc;
+using state::PutAffinity;
 using namespace std::chrono_literals;
 
 struct Outcome {
@@ -153,7 +154,7 @@ address = "127.0.0.1:9003"
   std::filesystem::path state_dir() const { return dir_ / "state"; }
 
   // The entries every test lists: 3 live in web, 1 expired in web, 2 in mail.
-  void write_entries(affinity::Store& store) {
+  void write_entries(state::Store& store) {
     store.enqueue(PutAffinity{AffinityRow{"web", "192.0.2.10", "beta", t_ - 50, t_ - 5, 7}});
     store.enqueue(PutAffinity{AffinityRow{"web", "192.0.2.9", "alpha", t_ - 100, t_ - 10, 2}});
     store.enqueue(PutAffinity{AffinityRow{"web", "2001:db8:1:2::/64", "alpha", t_, t_, 1}});
@@ -178,7 +179,7 @@ TEST_F(PbadminAffinity, ListsTableWhileBalancerIsDown) {
   // Verifies the human output with no balancer running: an aligned table sorted by cluster then
   // numerically by client, ISO 8601 UTC times, and the expired entry left out.
   {
-    affinity::Store store(state_dir());
+    state::Store store(state_dir());
     write_entries(store);
   }  // closed: the daemon is down
 
@@ -208,7 +209,7 @@ TEST_F(PbadminAffinity, FiltersByClusterNodeAndClient) {
   // Verifies --cluster, --node and --client, alone and combined; an address finds the network
   // entry holding it, and a network finds the address entries inside it.
   {
-    affinity::Store store(state_dir());
+    state::Store store(state_dir());
     write_entries(store);
   }
 
@@ -242,7 +243,7 @@ TEST_F(PbadminAffinity, FiltersByClusterNodeAndClient) {
 TEST_F(PbadminAffinity, JsonWhileBalancerWrites) {
   // Verifies --json (before or after the command) with a store still open and holding its
   // changes in the WAL, as a running balancer does: the read-only reader sees committed rows.
-  affinity::Store store(state_dir());
+  state::Store store(state_dir());
   write_entries(store);
   store.flush();
 
@@ -363,24 +364,5 @@ TEST_F(PbadminAffinity, UsageErrorsExit2AndHelpVersionExit0) {
   EXPECT_NE(r.out.find("--client"), std::string::npos) << r.out;
 }
 
-TEST(PbadminFormat, UtcTimesAndSelection) {
-  // Verifies the pieces in-process: ISO 8601 UTC formatting, and that selection sorts numerically
-  // and drops expired rows by each cluster's TTL.
-  EXPECT_EQ(format_utc(0), "1970-01-01T00:00:00Z");
-  EXPECT_EQ(format_utc(1'795'203'903), "2026-11-20T19:45:03Z");
-
-  const auto now = affinity::Clock::time_point(std::chrono::seconds(1'000'000));
-  std::vector<AffinityRow> rows{{"b", "10.0.0.10", "n", 0, 999'990, 1},
-                                {"b", "10.0.0.9", "n", 0, 999'990, 1},
-                                {"a", "10.0.0.1", "n", 0, 999'000, 1},  // a: ttl 10 min
-                                {"a", "10.0.0.2", "n", 0, 999'990, 1}};
-  const affinity::TtlTable ttls{{{"a", 10min}}, 1h};
-  const auto selected = select_affinity(rows, AffinityFilter{}, ttls, now);
-  ASSERT_EQ(selected.size(), 3u);
-  EXPECT_EQ(selected[0].client, "10.0.0.2");
-  EXPECT_EQ(selected[1].client, "10.0.0.9");
-  EXPECT_EQ(selected[2].client, "10.0.0.10");
-}
-
 }  // namespace
-}  // namespace pb::control
+}  // namespace pb::pbadmin

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "protobalance/affinity/client_key.hpp"
-#include "protobalance/affinity/store.hpp"
+#include "protobalance/affinity/entry_store.hpp"
 #include "protobalance/config/config.hpp"
 
 namespace pb::affinity {
@@ -26,7 +26,7 @@ namespace pb::affinity {
 // Which node serves which client, per cluster: the in-memory side of affinity, answering on the
 // hot path for every worker thread. Entries are spread over kShards shards by the client key's
 // hash, each with its own mutex, so workers rarely contend; no call touches the disk. Every
-// change that must survive a restart is queued on the Store (when there is one) under the
+// change that must survive a restart is queued on the EntryStore (when there is one) under the
 // shard's lock, so the database sees the changes of one client in the order they happened.
 //
 // Persistence grain: a new entry, a changed node, pin() and forget() are queued at once (the
@@ -46,7 +46,7 @@ namespace pb::affinity {
 //
 // Start-up: load_in_background() fills the map from the store on a thread of its own while the
 // balancer already serves. Until it is done, a lookup that misses the map asks the database (an
-// indexed point query bounded to about a millisecond, Store::find_affinity) and keeps what it
+// indexed point query bounded to about a millisecond, EntryStore::find_affinity) and keeps what it
 // found, so a returning client goes to its node even before its entry was loaded.
 class AffinityMap {
  public:
@@ -55,7 +55,7 @@ class AffinityMap {
   static constexpr std::chrono::microseconds kStoreLookupBudget{1000};
 
   // `store` may be null: no persistence (tests, quick mode).
-  explicit AffinityMap(Store* store,
+  explicit AffinityMap(EntryStore* store,
                        std::chrono::seconds last_seen_grain = std::chrono::seconds(60));
   // Stops a load in progress.
   ~AffinityMap();
@@ -172,7 +172,7 @@ class AffinityMap {
                   std::int64_t first_seen, std::int64_t last_seen, std::int64_t connections);
   void run_load(const std::function<void()>& hold);
 
-  Store* store_;
+  EntryStore* store_;
   std::int64_t grain_s_;
   std::array<Shard, kShards> shards_;
   std::atomic<std::size_t> size_{0};

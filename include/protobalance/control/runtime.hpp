@@ -15,12 +15,12 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "protobalance/affinity/affinity_map.hpp"
-#include "protobalance/affinity/store.hpp"
 #include "protobalance/balance/cluster.hpp"
 #include "protobalance/config/config.hpp"
 #include "protobalance/net/guards.hpp"
 #include "protobalance/net/listener.hpp"
 #include "protobalance/net/worker.hpp"
+#include "protobalance/state/store.hpp"
 
 namespace pb::control {
 
@@ -106,7 +106,7 @@ class Runtime {
   // The client-affinity map (always present; persisted only with a store).
   affinity::AffinityMap& affinity() { return *affinity_; }
   // The database, or null in quick mode (no configuration file, no persistence).
-  affinity::Store* store() { return store_.get(); }
+  state::Store* store() { return store_.get(); }
   // Live sessions over all workers.
   std::size_t active_sessions() const;
 
@@ -158,7 +158,7 @@ class Runtime {
   RuntimeOptions options_;
   std::chrono::milliseconds tick_;
   // Declared before the workers: sessions use them until the workers are joined.
-  std::unique_ptr<affinity::Store> store_;
+  std::unique_ptr<state::Store> store_;
   std::unique_ptr<affinity::AffinityMap> affinity_;
   net::ListenerGuards guards_;  // listeners' guard phases and per-client state (control thread)
   balance::NodeRegistry registry_;

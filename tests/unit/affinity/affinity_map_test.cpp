@@ -9,12 +9,17 @@
 #include <iostream>
 #include <thread>
 
-#include "temp_dir.hpp"
+#include "protobalance/state/affinity_file.hpp"
+#include "protobalance/state/store.hpp"
+#include "support/process.hpp"
 
 namespace pb::affinity {
 namespace {
 
-using testing::TempDir;
+using state::PutAffinity;
+using state::read_affinity_file;
+using state::Store;
+using test::TempDir;
 using namespace std::chrono_literals;
 
 // A fixed clock reading: the map takes `now` from its caller, so tests choose time.

@@ -1,4 +1,4 @@
-#include "protobalance/control/top_view.hpp"
+#include "protobalance/pbadmin/top_view.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/value.hpp>
@@ -10,7 +10,7 @@
 #include <string_view>
 #include <utility>
 
-namespace pb::control {
+namespace pb::pbadmin {
 namespace {
 
 namespace json = boost::json;
@@ -258,4 +258,4 @@ std::string format_top_plain(const TopFrame& frame) {
   return out;
 }
 
-}  // namespace pb::control
+}  // namespace pb::pbadmin

@@ -11,7 +11,7 @@
 // `pbadmin top`: what it shows, as plain data computed from the daemon's status documents
 // (GET /v1/status), apart from how it is drawn (plain text here; the ncurses screen lives with
 // pbadmin's main, so that only pbadmin links ncurses).
-namespace pb::control {
+namespace pb::pbadmin {
 
 // One status document and when it was fetched (the steady clock: rates need intervals only).
 struct TopSample {
@@ -95,4 +95,4 @@ class TopScreen {
 // Makes the screen; throws std::runtime_error when the terminal cannot be used (unknown TERM).
 using TopScreenFactory = std::unique_ptr<TopScreen> (*)(std::chrono::milliseconds interval);
 
-}  // namespace pb::control
+}  // namespace pb::pbadmin

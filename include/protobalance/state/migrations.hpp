@@ -3,7 +3,7 @@
 #include <string_view>
 #include <vector>
 
-namespace pb::affinity {
+namespace pb::state {
 
 // One forward-only schema step from migrations/NNNN_what.sql, embedded at build time.
 // Migration i (0-based, in file-name order) brings the schema to PRAGMA user_version i + 1.
@@ -14,4 +14,8 @@ struct Migration {
 
 const std::vector<Migration>& migrations();
 
-}  // namespace pb::affinity
+// The schema version from which affinity.client is the 17-byte binary key (migrations/0003);
+// before, it was the client's text form.
+inline constexpr int kBinaryKeyVersion = 3;
+
+}  // namespace pb::state

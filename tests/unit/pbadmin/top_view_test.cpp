@@ -1,12 +1,12 @@
 // Unit tests of `pbadmin top`'s data: status documents -> rows and rates (top_view.hpp).
-#include "protobalance/control/top_view.hpp"
+#include "protobalance/pbadmin/top_view.hpp"
 
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
 #include <string>
 
-namespace pb::control {
+namespace pb::pbadmin {
 namespace {
 
 using namespace std::chrono_literals;
@@ -155,4 +155,4 @@ TEST(TopView, PlainTextLines) {
 }
 
 }  // namespace
-}  // namespace pb::control
+}  // namespace pb::pbadmin
