@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <ctime>
 #include <limits>
 
 namespace pb::config {
@@ -79,6 +80,15 @@ std::string format_duration(Duration d) {
     }
   }
   return out;  // unreachable: every count is a whole number of milliseconds
+}
+
+std::string format_utc(std::int64_t unix_seconds) {
+  const auto t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) return std::to_string(unix_seconds);
+  char text[32];
+  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return std::string(text, n);
 }
 
 }  // namespace pb::config

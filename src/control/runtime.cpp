@@ -438,6 +438,10 @@ std::map<std::string, std::string, std::less<>> Runtime::route_overrides() const
   return route_overrides_;
 }
 
+std::map<std::string, std::string, std::less<>> Runtime::routes() const {
+  return snapshot()->routes;
+}
+
 std::string Runtime::route(const std::string& listener, const std::string& cluster) {
   auto it = listeners_.find(listener);
   if (it == listeners_.end()) return fmt::format("no listener named {}", listener);
@@ -697,6 +701,17 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
   }
   if (state == config::AdminState::offline) close_node_sessions(node.runtime.get());
   return true;
+}
+
+std::optional<config::AdminState> Runtime::node_state(const std::string& cluster_name,
+                                                      const std::string& node_name) const {
+  const auto current = snapshot();
+  const auto it = current->clusters.find(cluster_name);
+  if (it == current->clusters.end()) return std::nullopt;
+  const std::int32_t index = it->second->find(node_name);
+  if (index < 0) return std::nullopt;
+  return it->second->nodes()[static_cast<std::uint32_t>(index)].runtime->admin_state.load(
+      std::memory_order_relaxed);
 }
 
 std::size_t Runtime::active_sessions() const {

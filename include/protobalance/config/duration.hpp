@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,5 +15,8 @@ std::optional<Duration> parse_duration(std::string_view text);
 
 // Formats a duration in the largest unit that divides it exactly ("90s", "2h", "250ms").
 std::string format_duration(Duration d);
+
+// A wall-clock time as UTC text to the second: "2026-11-21T19:45:03Z".
+std::string format_utc(std::int64_t unix_seconds);
 
 }  // namespace pb::config
