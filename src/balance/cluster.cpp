@@ -281,6 +281,12 @@ void Cluster::on_check(std::uint32_t node, CheckResult result, std::string_view 
     return;
   }
   rt.check_failures[static_cast<std::size_t>(result)].fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(rt.check_mutex);
+    rt.last_check_failure_detail = detail;
+  }
+  rt.last_check_failure.store(result, std::memory_order_relaxed);
+  rt.last_check_failure_ns.store(now, std::memory_order_relaxed);
   rt.checks_passed_in_row.store(0, std::memory_order_relaxed);
   const std::uint32_t failed = rt.checks_failed_in_row.fetch_add(1, std::memory_order_relaxed) + 1;
   if (failed < health->fall || rt.check_down.load(std::memory_order_relaxed)) return;

@@ -12,12 +12,14 @@ namespace pb::metrics {
 Monitoring::Monitoring(const control::Runtime& runtime, const config::Config& cfg,
                        ExtraSources extra) {
   process_start_time();  // read /proc now (or take the fallback time), not at the first scrape
+  // The one place where the reporters meet the runtime: each takes a status snapshot.
+  const StatusSource status = [&runtime] { return control::take_status(runtime); };
   if (!cfg.metrics.listen.empty()) {
-    exporter_ = std::make_unique<PrometheusExporter>(runtime, cfg.metrics, extra);
+    exporter_ = std::make_unique<PrometheusExporter>(status, cfg.metrics, extra);
     spdlog::info("metrics: serving http://{}/metrics", exporter_->address());
   }
   if (cfg.snmp.enabled) {
-    snmp_ = std::make_unique<SnmpAgent>(runtime, cfg.snmp, std::move(extra));
+    snmp_ = std::make_unique<SnmpAgent>(status, cfg.snmp, std::move(extra));
   }
 }
 

@@ -20,8 +20,7 @@
 #include <vector>
 
 #include "protobalance/balance/node.hpp"
-#include "protobalance/control/runtime.hpp"
-#include "protobalance/net/session.hpp"
+#include "protobalance/control/status.hpp"
 #include "protobalance/version.hpp"
 
 namespace pb::metrics {
@@ -32,8 +31,6 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 using Labels = std::vector<ClientMetric::Label>;
-
-constexpr std::memory_order kRelaxed = std::memory_order_relaxed;
 
 MetricFamily family(std::string name, std::string help, MetricType type) {
   MetricFamily f;
@@ -60,23 +57,23 @@ double as_double(std::uint64_t value) {
 }
 
 // The histogram of one node's connect times, from its per-bucket (non-cumulative) counts. The
-// buckets are read one by one while workers may add to them; a sample landing mid-read is seen
+// buckets were read one by one while workers may add to them; a sample landing mid-read is seen
 // in the count of the next scrape, never twice, and the count stays the +Inf bucket's value.
-void add_connect_histogram(MetricFamily& f, Labels labels, const balance::NodeRuntime& node) {
+void add_connect_histogram(MetricFamily& f, Labels labels, const control::NodeStatus& node) {
   ClientMetric& m = f.metric.emplace_back();
   m.label = std::move(labels);
   auto& buckets = m.histogram.bucket;
-  buckets.reserve(balance::kConnectBuckets.size() + 1);
+  buckets.reserve(node.connect_buckets.size());
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < node.connect_buckets.size(); ++i) {
-    cumulative += node.connect_buckets[i].load(kRelaxed);
+    cumulative += node.connect_buckets[i];
     ClientMetric::Bucket& b = buckets.emplace_back();
     b.cumulative_count = cumulative;
     b.upper_bound = i < balance::kConnectBuckets.size() ? balance::kConnectBuckets[i]
                                                         : std::numeric_limits<double>::infinity();
   }
   m.histogram.sample_count = cumulative;
-  m.histogram.sample_sum = as_double(node.connect_time_sum_us.load(kRelaxed)) / 1e6;
+  m.histogram.sample_sum = as_double(node.connect_time_sum_us) / 1e6;
 }
 
 // The node families, filled in one walk over the current snapshot.
@@ -126,43 +123,37 @@ struct NodeFamilies {
                                   "and were retried on another node.",
                                   MetricType::Counter);
 
-  void add(const std::string& cluster, const balance::Node& node) {
-    const balance::NodeRuntime& rt = *node.runtime;
+  void add(const std::string& cluster, const control::NodeStatus& node) {
     const Labels labels{{"cluster", cluster}, {"node", node.name}};
     const auto with = [&labels](const char* name, std::string_view value) {
       Labels out = labels;
       out.push_back({name, std::string(value)});
       return out;
     };
-    add_gauge(active, labels, static_cast<double>(rt.active.load(kRelaxed)));
-    add_counter(total, labels, as_double(rt.total.load(kRelaxed)));
-    for (std::size_t i = 0; i < balance::kFailureReasons; ++i) {
+    add_gauge(active, labels, static_cast<double>(node.active));
+    add_counter(total, labels, as_double(node.total));
+    for (std::size_t i = 0; i < node.failures.size(); ++i) {
       add_counter(failures,
                   with("reason", balance::to_string(static_cast<balance::FailureReason>(i))),
-                  as_double(rt.failures[i].load(kRelaxed)));
+                  as_double(node.failures[i]));
     }
-    add_counter(bytes, with("direction", "to_node"), as_double(rt.bytes_to_node.load(kRelaxed)));
-    add_counter(bytes, with("direction", "to_client"),
-                as_double(rt.bytes_to_client.load(kRelaxed)));
-    add_connect_histogram(connect, labels, rt);
-    if (const std::int64_t ewma = rt.latency_ewma_us.load(kRelaxed); ewma >= 0) {
-      add_gauge(latency, labels, static_cast<double>(ewma) / 1e6);
+    add_counter(bytes, with("direction", "to_node"), as_double(node.bytes_to_node));
+    add_counter(bytes, with("direction", "to_client"), as_double(node.bytes_to_client));
+    add_connect_histogram(connect, labels, node);
+    if (node.latency_ewma_us) {
+      add_gauge(latency, labels, static_cast<double>(*node.latency_ewma_us) / 1e6);
     }
-    add_gauge(state, labels, static_cast<double>(static_cast<int>(rt.admin_state.load(kRelaxed))));
-    const bool is_up = rt.up() && !rt.check_down.load(kRelaxed) && !rt.agent_down.load(kRelaxed);
-    add_gauge(up, labels, is_up ? 1.0 : 0.0);
-    for (std::size_t i = 0; i < balance::kCheckFailureReasons; ++i) {
+    add_gauge(state, labels, static_cast<double>(static_cast<int>(node.state)));
+    add_gauge(up, labels, node.serving() ? 1.0 : 0.0);
+    for (std::size_t i = 0; i < node.check_failures.size(); ++i) {
       add_counter(check_failures,
                   with("reason", balance::to_string(static_cast<balance::CheckResult>(i))),
-                  as_double(rt.check_failures[i].load(kRelaxed)));
+                  as_double(node.check_failures[i]));
     }
-    {
-      std::lock_guard lock(rt.agent_mutex);
-      for (const auto& value : rt.agent_values) {
-        add_gauge(agent_values, with("name", value.name), value.value);
-      }
+    for (const auto& value : node.agent_values) {
+      add_gauge(agent_values, with("name", value.name), value.value);
     }
-    add_counter(failovers, labels, as_double(rt.failovers.load(kRelaxed)));
+    add_counter(failovers, labels, as_double(node.failovers));
   }
 
   void move_into(std::vector<MetricFamily>& out) {
@@ -174,7 +165,7 @@ struct NodeFamilies {
   }
 };
 
-void collect_service(const control::Runtime& runtime, std::vector<MetricFamily>& out) {
+void collect_service(const control::Status& status, std::vector<MetricFamily>& out) {
   MetricFamily build = family("build_info",
                               "Proto Balance build; the version is in the label, the value is "
                               "always 1.",
@@ -192,19 +183,18 @@ void collect_service(const control::Runtime& runtime, std::vector<MetricFamily>&
   MetricFamily sessions =
       family("client_connections_active",
              "Client connections being served now, over all listeners.", MetricType::Gauge);
-  add_gauge(sessions, {}, static_cast<double>(runtime.active_sessions()));
+  add_gauge(sessions, {}, as_double(status.active_sessions));
   out.push_back(std::move(sessions));
 
   MetricFamily pauses = family("accept_pauses_total",
                                "Times a listener paused accepting because the process had run "
                                "out of file descriptors (EMFILE, ENFILE).",
                                MetricType::Counter);
-  add_counter(pauses, {}, as_double(runtime.accept_stats().pauses.load(kRelaxed)));
+  add_counter(pauses, {}, as_double(status.accept_pauses));
   out.push_back(std::move(pauses));
 }
 
-void collect_listeners(const control::Runtime& runtime, const control::Runtime::Snapshot& snapshot,
-                       std::vector<MetricFamily>& out) {
+void collect_listeners(const control::Status& status, std::vector<MetricFamily>& out) {
   MetricFamily connections =
       family("listener_connections_total", "Client connections accepted by the listener.",
              MetricType::Counter);
@@ -228,19 +218,12 @@ void collect_listeners(const control::Runtime& runtime, const control::Runtime::
                               MetricType::Gauge);
   // Only the listeners of the current configuration; stats of removed ones are kept for a
   // listener that comes back, but are not reported.
-  const auto stats = runtime.listener_stats();
-  for (const auto& [listener, cluster] : snapshot.routes) {
-    add_gauge(route, {{"listener", listener}, {"cluster", cluster}}, 1);
-    const auto it = stats.find(listener);
-    if (it == stats.end() || !it->second) continue;
-    const net::ListenerStats& s = *it->second;
-    add_counter(connections, {{"listener", listener}}, as_double(s.connections.load(kRelaxed)));
-    add_gauge(active, {{"listener", listener}}, static_cast<double>(s.active.load(kRelaxed)));
-    for (std::size_t i = 0; i < net::kRejectReasons; ++i) {
-      add_counter(rejected,
-                  {{"listener", listener},
-                   {"reason", std::string(net::to_string(static_cast<net::RejectReason>(i)))}},
-                  as_double(s.rejected[i].load(kRelaxed)));
+  for (const control::ListenerStatus& l : status.listeners) {
+    add_gauge(route, {{"listener", l.name}, {"cluster", l.cluster}}, 1);
+    add_counter(connections, {{"listener", l.name}}, as_double(l.connections));
+    add_gauge(active, {{"listener", l.name}}, static_cast<double>(l.active));
+    for (const auto& [reason, count] : l.rejected) {
+      add_counter(rejected, {{"listener", l.name}, {"reason", reason}}, as_double(count));
     }
   }
   out.push_back(std::move(connections));
@@ -310,14 +293,13 @@ void collect_extra(const ExtraSources& extra, std::vector<MetricFamily>& out) {
   }
 }
 
-std::vector<MetricFamily> collect(const control::Runtime& runtime, const ExtraSources& extra) {
+std::vector<MetricFamily> collect(const control::Status& status, const ExtraSources& extra) {
   std::vector<MetricFamily> out;
-  const auto snapshot = runtime.snapshot();
-  collect_service(runtime, out);
-  collect_listeners(runtime, *snapshot, out);
+  collect_service(status, out);
+  collect_listeners(status, out);
   NodeFamilies nodes;
-  for (const auto& [name, cluster] : snapshot->clusters) {
-    for (const balance::Node& node : cluster->nodes()) nodes.add(name, node);
+  for (const control::ClusterStatus& cluster : status.clusters) {
+    for (const control::NodeStatus& node : cluster.nodes) nodes.add(cluster.name, node);
   }
   nodes.move_into(out);
   collect_extra(extra, out);
@@ -327,14 +309,14 @@ std::vector<MetricFamily> collect(const control::Runtime& runtime, const ExtraSo
 }
 
 // What prometheus-cpp calls at each scrape, on a civetweb thread.
-class RuntimeCollectable final : public prometheus::Collectable {
+class StatusCollectable final : public prometheus::Collectable {
  public:
-  RuntimeCollectable(const control::Runtime& runtime, ExtraSources extra)
-      : runtime_(runtime), extra_(std::move(extra)) {}
-  std::vector<MetricFamily> Collect() const override { return collect(runtime_, extra_); }
+  StatusCollectable(StatusSource status, ExtraSources extra)
+      : status_(std::move(status)), extra_(std::move(extra)) {}
+  std::vector<MetricFamily> Collect() const override { return collect(status_(), extra_); }
 
  private:
-  const control::Runtime& runtime_;
+  StatusSource status_;
   ExtraSources extra_;
 };
 
@@ -373,18 +355,18 @@ void knock(const config::Endpoint& bound) {
 
 }  // namespace
 
-std::string render_text(const control::Runtime& runtime, const ExtraSources& extra) {
-  return prometheus::TextSerializer().Serialize(collect(runtime, extra));
+std::string render_text(const control::Status& status, const ExtraSources& extra) {
+  return prometheus::TextSerializer().Serialize(collect(status, extra));
 }
 
 struct PrometheusExporter::Impl {
-  std::shared_ptr<RuntimeCollectable> collectable;
+  std::shared_ptr<StatusCollectable> collectable;
   std::unique_ptr<prometheus::Exposer> exposer;
   config::Endpoint bound;
 };
 
-PrometheusExporter::PrometheusExporter(const control::Runtime& runtime,
-                                       const config::MetricsConfig& cfg, ExtraSources extra)
+PrometheusExporter::PrometheusExporter(StatusSource status, const config::MetricsConfig& cfg,
+                                       ExtraSources extra)
     : impl_(std::make_unique<Impl>()) {
   const std::string bind = civetweb_address(cfg.endpoint);
   CivetCallbacks callbacks;
@@ -401,7 +383,7 @@ PrometheusExporter::PrometheusExporter(const control::Runtime& runtime,
                                          messages.empty() ? e.what() : messages));
   }
   civetweb_messages = nullptr;
-  impl_->collectable = std::make_shared<RuntimeCollectable>(runtime, std::move(extra));
+  impl_->collectable = std::make_shared<StatusCollectable>(std::move(status), std::move(extra));
   impl_->exposer->RegisterCollectable(impl_->collectable);
 
   const std::vector<int> ports = impl_->exposer->GetListeningPorts();

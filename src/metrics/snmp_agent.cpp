@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
-#include "protobalance/balance/node.hpp"
-#include "protobalance/control/runtime.hpp"
+#include "protobalance/control/status.hpp"
 #include "protobalance/version.hpp"
 
 namespace pb::metrics {
@@ -49,12 +49,13 @@ snmp::StartFunction load_module() {
 }  // namespace
 
 // What the sub-agent reports, read from the runtime at request time.
+// What the sub-agent reports, from a status snapshot taken at request time.
 class SnmpAgent::Source final : public snmp::DataSource {
  public:
-  Source(const control::Runtime& runtime, ExtraSources extra)
-      : runtime_(runtime), extra_(std::move(extra)) {}
+  Source(StatusSource status, ExtraSources extra)
+      : status_(std::move(status)), extra_(std::move(extra)) {}
 
-  std::uint64_t active_connections() const override { return runtime_.active_sessions(); }
+  std::uint64_t active_connections() const override { return status_().active_sessions; }
 
   std::optional<std::uint64_t> affinity_entries() const override {
     if (!extra_.affinity_entries) return std::nullopt;
@@ -69,35 +70,31 @@ class SnmpAgent::Source final : public snmp::DataSource {
 
   void node_rows(std::vector<snmp::NodeRow>& rows) const override {
     rows.clear();
-    const auto snapshot = runtime_.snapshot();
-    for (const auto& [cluster_name, cluster] : snapshot->clusters) {
-      for (const balance::Node& node : cluster->nodes()) {
-        const balance::NodeRuntime& rt = *node.runtime;
+    for (const control::ClusterStatus& cluster : status_().clusters) {
+      for (const control::NodeStatus& node : cluster.nodes) {
         snmp::NodeRow& row = rows.emplace_back();
-        row.cluster = cluster_name;
+        row.cluster = cluster.name;
         row.node = node.name;
         row.address = node.address;
-        row.state = static_cast<long>(rt.admin_state.load(std::memory_order_relaxed)) + 1;
-        row.up = rt.up() ? 1 : 2;
-        row.active = static_cast<std::uint64_t>(
-            std::max<std::int64_t>(rt.active.load(std::memory_order_relaxed), 0));
-        row.total = rt.total.load(std::memory_order_relaxed);
-        row.failures = rt.failures_total();
-        row.bytes_to_node = rt.bytes_to_node.load(std::memory_order_relaxed);
-        row.bytes_to_client = rt.bytes_to_client.load(std::memory_order_relaxed);
+        row.state = static_cast<long>(node.state) + 1;
+        row.up = node.reachable ? 1 : 2;
+        row.active = static_cast<std::uint64_t>(std::max<std::int64_t>(node.active, 0));
+        row.total = node.total;
+        row.failures = node.failures_total();
+        row.bytes_to_node = node.bytes_to_node;
+        row.bytes_to_client = node.bytes_to_client;
       }
     }
   }
 
  private:
-  const control::Runtime& runtime_;
+  const StatusSource status_;
   const ExtraSources extra_;
 };
 
-SnmpAgent::SnmpAgent(const control::Runtime& runtime, const config::SnmpConfig& cfg,
-                     ExtraSources extra) {
+SnmpAgent::SnmpAgent(StatusSource status, const config::SnmpConfig& cfg, ExtraSources extra) {
   const snmp::StartFunction start = load_module();
-  source_ = std::make_unique<Source>(runtime, std::move(extra));
+  source_ = std::make_unique<Source>(std::move(status), std::move(extra));
   const snmp::AgentOptions options{cfg.agentx, pb::kVersion, kPingIntervalSeconds};
   std::string error;
   agent_.reset(start(*source_, options, error));

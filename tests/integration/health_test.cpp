@@ -19,7 +19,10 @@
 #include <thread>
 #include <vector>
 
+#include <boost/json/object.hpp>
 #include <gtest/gtest.h>
+
+#include "protobalance/control/status_document.hpp"
 
 #include "support/backend.hpp"
 #include "support/client.hpp"
@@ -74,6 +77,29 @@ const balance::NodeRuntime& node_state(RuntimeHarness& harness, const std::strin
   if (index < 0) throw std::runtime_error("no node " + node);
   // The registry keeps the runtime alive as long as the node is configured.
   return *cluster.nodes()[static_cast<std::size_t>(index)].runtime;
+}
+
+// The node's `check` in the status document (what `pbadmin status --json` prints) says that it
+// is down and why: the last failure's reason, what came back, and when.
+void expect_check_failure_in_status(RuntimeHarness& harness, const std::string& node,
+                                    const std::string& reason, const std::string& detail_start) {
+  const boost::json::object document = control::status_document(harness.runtime().status());
+  const boost::json::object* found = nullptr;
+  for (const auto& cluster : document.at("clusters").as_array()) {
+    for (const auto& n : cluster.as_object().at("nodes").as_array()) {
+      if (n.as_object().at("name") == node.c_str()) found = &n.as_object();
+    }
+  }
+  ASSERT_NE(found, nullptr) << node;
+  const auto& check = found->at("check").as_object();
+  EXPECT_EQ(check.at("down"), true);
+  EXPECT_EQ(check.at("last_result"), reason.c_str());
+  EXPECT_TRUE(check.at("last_change").is_string());
+  const auto& failure = check.at("last_failure").as_object();
+  EXPECT_EQ(failure.at("reason"), reason.c_str());
+  const std::string detail(failure.at("detail").as_string());
+  EXPECT_EQ(detail.rfind(detail_start, 0), 0U) << detail;
+  EXPECT_TRUE(failure.at("at").is_string());
 }
 
 Tally tally_of(RuntimeHarness& harness, int clients) {
@@ -242,6 +268,7 @@ TEST(Health, WrongAnswerTakesTheNodeOutAfterFallAndBackAfterRise) {
   };
   ASSERT_TRUE(eventually([&] { return rt.check_down.load(); }, 10s));
   EXPECT_GE(mismatches(), 3U);
+  expect_check_failure_in_status(harness, "a", "mismatch", "got \"a");
   const int accepted_before = a.accepted();
   Tally tally;
   for (int i = 0; i < 6; ++i) ++tally[served_by(harness.address("pool"))];

@@ -78,6 +78,12 @@ struct alignas(64) NodeRuntime {
   std::atomic<std::int64_t> last_check_ns{0};     // 0 = never checked
   std::atomic<std::int64_t> check_changed_ns{0};  // last change of check_down, 0 = never
   std::array<std::atomic<std::uint64_t>, kCheckFailureReasons> check_failures{};
+  // The last failed check, for status: its reason (ok = none yet), when (steady ns) and what
+  // came back or the error (printable, shortened).
+  std::atomic<CheckResult> last_check_failure{CheckResult::ok};
+  std::atomic<std::int64_t> last_check_failure_ns{0};
+  mutable std::mutex check_mutex;  // guards last_check_failure_detail
+  std::string last_check_failure_detail;
   std::atomic<bool> checker_running{false};  // one check loop per node, see control::Runtime
 
   // Agent ([cluster.agent]): the node's own word on its state, next to the operator's

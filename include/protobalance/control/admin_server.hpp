@@ -6,53 +6,18 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <string_view>
-
-#include <boost/json/value.hpp>
 
 #include "protobalance/config/config.hpp"
 
-// The admin API: HTTP/1.1 with JSON bodies on a Unix socket, served on the control thread (the
-// one that runs Runtime::control_context()), never on a worker. pbadmin is its client.
-//
-// Resources (every body is JSON; every error is {"error": "message"} with its status code):
-//   GET    /v1/status                              listeners, clusters, nodes and counters
-//   PUT    /v1/clusters/{c}/nodes/{n}/state        {"state": "draining"} (also available,
-//                                                  offline, green, yellow, red)
-//   POST   /v1/reload                              {"ok", "changes": [..], "errors": [..]};
-//                                                  422 when the file is refused
-//   PUT    /v1/listeners/{l}/route                 {"cluster": "x"}: new connections go there
-//   DELETE /v1/listeners/{l}/route                 back to the configured cluster
-//   PUT    /v1/affinity                            {"cluster", "client", "node"}: pin a client
-//   DELETE /v1/affinity?client=ADDR[&cluster=C]    forget a client (all clusters with affinity
-//                                                  when no cluster is given)
-// Status codes: 400 bad request (malformed JSON, missing or unknown fields, bad values),
-// 404 unknown resource, listener, cluster, node or affinity entry, 405 wrong method (with
-// Allow), 409 pin in a cluster without affinity, 413 body over 64 KiB, 422 reload refused,
-// 431 header over 8 KiB, 503 a change while the balancer is stopping.
 namespace pb::control {
 
 class Runtime;
 
-inline constexpr std::size_t kAdminBodyLimit = 64 * 1024;
-inline constexpr std::size_t kAdminHeaderLimit = 8 * 1024;
-
-// One answer of the API, before it is put on the wire.
-struct AdminResponse {
-  unsigned status = 200;
-  boost::json::value body;  // an object
-  std::string allow;        // the Allow header of a 405, e.g. "PUT, DELETE"
-};
-
-// Answers one request: `method` as sent ("GET"), `target` the request target (path and query,
-// percent-encoded), `body` the raw body. Never throws: an unexpected exception becomes a 500.
-// Control thread only (it changes the runtime).
-AdminResponse handle_admin_request(Runtime& runtime, std::string_view method,
-                                   std::string_view target, std::string_view body);
-
-// The document behind GET /v1/status. Safe from any thread.
-boost::json::object admin_status(Runtime& runtime);
-
+// The admin API's transport (admin_api.hpp is the API itself): HTTP/1.1 on a Unix socket with
+// Boost.Beast, on the control thread (the one that runs Runtime::control_context()). Requests
+// are read whole within a deadline and with the header and body limits of admin_request.hpp
+// (431 and 413 beyond them), answered in order on keep-alive connections, and passed to
+// handle_admin_request.
 class AdminServer {
  public:
   // Creates the socket at `socket_path` with mode 0600 and starts accepting on

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@
 #include "protobalance/affinity/affinity_map.hpp"
 #include "protobalance/balance/cluster.hpp"
 #include "protobalance/config/config.hpp"
+#include "protobalance/control/admin_api.hpp"
+#include "protobalance/control/status.hpp"
 #include "protobalance/net/guards.hpp"
 #include "protobalance/net/listener.hpp"
 #include "protobalance/net/worker.hpp"
@@ -29,13 +32,6 @@ class AdminServer;
 // Loads a configuration file and runs every check of every area on it.
 config::LoadResult load_config(const std::filesystem::path& file);
 
-// What a reload did: either the changes applied, or the errors that kept the old configuration.
-struct ReloadResult {
-  bool ok = false;
-  std::vector<std::string> changes;  // "node web/gamma added", ...
-  std::vector<std::string> errors;   // FILE:LINE:COL: message, or a bind failure
-};
-
 struct RuntimeOptions {
   unsigned threads = 0;  // overrides [service] threads when not 0
   // Where sessions log finished connections; null = no access log. Must outlive the Runtime.
@@ -45,11 +41,12 @@ struct RuntimeOptions {
 };
 
 // The running service: worker threads with their acceptors and sessions, the clusters, the
-// background prober, and the control thread (the caller of run()) handling signals.
-class Runtime {
+// background prober, and the control thread (the caller of run()) handling signals. It is the
+// Balancer that the admin API reads and changes.
+class Runtime final : public Balancer {
  public:
   Runtime(std::shared_ptr<const config::Config> cfg, RuntimeOptions options);
-  ~Runtime();
+  ~Runtime() override;
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
@@ -64,21 +61,23 @@ class Runtime {
   // are bound before anything changes (a bind failure changes nothing), clusters are rebuilt
   // with their nodes' run-time state kept, removed listeners are closed, and removed nodes'
   // live connections run on until they end. A bad file changes nothing. Control thread only.
-  ReloadResult reload();
+  ReloadResult reload() override;
 
   // Sends a listener's new connections to another cluster (empty = back to the configured
   // one). Returns an error message, or empty on success. Control thread only.
-  std::string route(const std::string& listener, const std::string& cluster);
+  std::string route(const std::string& listener, const std::string& cluster) override;
 
   // Listener -> cluster overrides set with route(). Control thread only.
   std::map<std::string, std::string, std::less<>> route_overrides() const;
+  // Where each listener sends new connections now. Safe from any thread.
+  std::map<std::string, std::string, std::less<>> routes() const override;
   // The configuration in force. Control thread only.
-  const std::shared_ptr<const config::Config>& config() const { return config_; }
+  const std::shared_ptr<const config::Config>& config() const override { return config_; }
   // The control thread's io_context (signals, admin API): run by run().
   boost::asio::io_context& control_context() { return control_; }
 
   // True once a stop signal was taken: the admin API then refuses changes. Control thread only.
-  bool stopping() const { return stopping_; }
+  bool stopping() const override { return stopping_; }
 
   // Counts of reloads by result, for metrics.
   std::uint64_t reloads_ok() const { return reloads_ok_.load(std::memory_order_relaxed); }
@@ -87,7 +86,13 @@ class Runtime {
   // Sets a node's admin state. `offline` closes its connections at once. Returns false for an
   // unknown cluster or node.
   bool set_node_state(const std::string& cluster, const std::string& node,
-                      config::AdminState state);
+                      config::AdminState state) override;
+  // A node's operator-set state; nullopt for an unknown cluster or node. Safe from any thread.
+  std::optional<config::AdminState> node_state(const std::string& cluster,
+                                               const std::string& node) const override;
+  // Listeners, clusters and nodes with their counters, as plain values (status.hpp). Safe from
+  // any thread.
+  Status status() const override { return take_status(*this); }
 
   // One applied configuration: what the workers route by. Replaced whole on reload.
   struct Snapshot {
@@ -104,7 +109,8 @@ class Runtime {
   // Affinity lookup counters by cluster name; safe from any thread.
   std::map<std::string, std::shared_ptr<net::AffinityStats>> affinity_stats() const;
   // The client-affinity map (always present; persisted only with a store).
-  affinity::AffinityMap& affinity() { return *affinity_; }
+  affinity::AffinityMap& affinity() override { return *affinity_; }
+  const affinity::AffinityMap& affinity() const { return *affinity_; }
   // The database, or null in quick mode (no configuration file, no persistence).
   state::Store* store() { return store_.get(); }
   // Live sessions over all workers.

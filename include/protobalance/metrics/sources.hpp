@@ -6,6 +6,8 @@
 #include <map>
 #include <string>
 
+#include "protobalance/control/status.hpp"
+
 namespace pb::metrics {
 
 // Affinity lookups on the hot path, by outcome: the client's node was taken (hit), the client
@@ -45,6 +47,11 @@ struct ExtraSources {
   std::function<std::uint64_t()> store_queue_depth;  // protobalance_affinity_store_queue_depth
   std::function<AccessLogCounts()> access_log;        // protobalance_access_log_records_total
 };
+
+// Takes a status snapshot (control::take_status on the running balancer). Called at scrape or
+// SNMP-request time from the exporter's or the sub-agent's thread: thread-safe, like the
+// functions of ExtraSources below.
+using StatusSource = std::function<control::Status()>;
 
 // When this process started (wall clock), from /proc/self/stat when available (the same source
 // as the standard process_start_time_seconds), else the time of the first call.

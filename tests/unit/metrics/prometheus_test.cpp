@@ -82,7 +82,12 @@ class Collector : public ::testing::Test {
     return *c.nodes()[static_cast<std::size_t>(index)].runtime;
   }
 
-  std::string render(const ExtraSources& extra = {}) { return render_text(*runtime_, extra); }
+  StatusSource status_source() const {
+    return [runtime = runtime_.get()] { return control::take_status(*runtime); };
+  }
+  std::string render(const ExtraSources& extra = {}) {
+    return render_text(control::take_status(*runtime_), extra);
+  }
 
   TempDir dir_;
   std::unique_ptr<control::Runtime> runtime_;
@@ -349,7 +354,7 @@ TEST_F(Collector, ExporterServesTheMetricsOverHttp) {
   config::MetricsConfig cfg;
   cfg.listen = "127.0.0.1:0";
   cfg.endpoint = config::Endpoint(boost::asio::ip::make_address("127.0.0.1"), 0);
-  PrometheusExporter exporter(*runtime_, cfg, {});
+  PrometheusExporter exporter(status_source(), cfg, {});
   std::smatch port;
   const std::string address = exporter.address();
   ASSERT_TRUE(std::regex_match(address, port, std::regex(R"(127\.0\.0\.1:(\d+))"))) << address;
@@ -381,7 +386,7 @@ TEST_F(Collector, ExporterRefusesAnAddressInUseWithAClearMessage) {
   cfg.listen = "127.0.0.1:" + std::to_string(port);
   cfg.endpoint = config::Endpoint(boost::asio::ip::make_address("127.0.0.1"), port);
   try {
-    PrometheusExporter exporter(*runtime_, cfg, {});
+    PrometheusExporter exporter(status_source(), cfg, {});
     ADD_FAILURE() << "the exporter started on a port in use";
   } catch (const std::runtime_error& e) {
     const std::string message = e.what();
