@@ -66,20 +66,21 @@ void validate_guards(const config::Config& cfg, std::vector<Diagnostic>& errors)
     }
     if (!listener.max_client_rate.text.empty()) {
       if (auto parsed = parse_rate_limit(listener.max_client_rate.text); !parsed.limit) {
-        report(listener.max_client_rate.pos, "max_client_rate: " + parsed.error);
+        report(listener.max_client_rate.pos, fmt::format("max_client_rate: {}", parsed.error));
       }
     }
     if (listener.validate) {
       std::string error;
       if (!FirstBytesValidator::create(listener.validate->expect.text, listener.validate->max_bytes,
                                        error)) {
-        report(listener.validate->expect.pos, "expect is not a valid regular expression: " + error);
+        report(listener.validate->expect.pos,
+               fmt::format("expect is not a valid regular expression: {}", error));
       }
     }
     for (const auto& route : listener.routes) {
       for (const auto& pattern : route.sni) {
         if (auto problem = SniRoutes::check_pattern(pattern.text)) {
-          report(pattern.pos, "sni: " + *problem);
+          report(pattern.pos, fmt::format("sni: {}", *problem));
         }
       }
     }

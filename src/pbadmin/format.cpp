@@ -135,8 +135,13 @@ std::string format_sni_routes(const json::object& status) {
           names += std::string_view(name.as_string());
         }
       }
-      text += "listener " + string_of(item.as_object(), "name") + " routes by TLS server name: " +
-              names + " -> " + string_of(route, "cluster") + '\n';
+      text += "listener ";
+      text += string_of(item.as_object(), "name");
+      text += " routes by TLS server name: ";
+      text += names;
+      text += " -> ";
+      text += string_of(route, "cluster");
+      text += '\n';
     }
   }
   return text;
