@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "protobalance/control/runtime.hpp"
+#include "protobalance/control/steady_clock.hpp"
 #include "protobalance/net/client_phase.hpp"
 #include "protobalance/net/session.hpp"
 
@@ -14,12 +15,6 @@ namespace pb::control {
 namespace {
 
 constexpr std::memory_order kRelaxed = std::memory_order_relaxed;
-
-std::int64_t steady_now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // A steady-clock time of the runtime (ns; 0 = never) as wall-clock time: the steady clock has
 // no calendar, so the age is taken from now on both clocks.
@@ -156,7 +151,7 @@ Status take_status(const Runtime& runtime) {
     }
   }
 
-  const std::int64_t now = steady_now_ns();
+  const std::int64_t now = now_ns();
   for (const auto& cfg : snapshot->config->clusters) {
     const auto found = snapshot->clusters.find(cfg.name);
     if (found == snapshot->clusters.end()) continue;

@@ -128,7 +128,16 @@ class Runtime final : public Balancer {
     std::vector<std::shared_ptr<net::Listener>> per_worker;  // index = worker
   };
 
+  // Wiring, snapshots, reload and stop (runtime.cpp).
   std::shared_ptr<const Snapshot> make_snapshot(std::shared_ptr<const config::Config> cfg);
+  void publish(std::shared_ptr<const Snapshot> snapshot);
+  void open_store();
+  void schedule_affinity_sweep();
+  void begin_stop();
+  void finish_stop();
+  void retry_admin_api();
+
+  // The listener set (listener_set.cpp).
   ListenerGroup open_group(const config::ListenerConfig& cfg);
   void start_group(const ListenerGroup& group);
   void close_group(const ListenerGroup& group);
@@ -136,10 +145,8 @@ class Runtime final : public Balancer {
   std::vector<std::shared_ptr<const net::Route>> sni_routes(
       const config::ListenerConfig& listener, const Snapshot& snapshot,
       const std::shared_ptr<net::ListenerStats>& stats);
-  void publish(std::shared_ptr<const Snapshot> snapshot);
-  void open_store();
-  void restore_node_states();
-  void schedule_affinity_sweep();
+
+  // The node monitor: prober, health checks and agents, on worker 0 (node_monitor.cpp).
   void start_prober();
   boost::asio::awaitable<void> probe_loop();
   // Starts the check and agent loops of nodes that have none yet (see check_loop/agent_loop).
@@ -153,12 +160,12 @@ class Runtime final : public Balancer {
   boost::asio::awaitable<void> agent_loop(std::string cluster, std::string node,
                                           std::shared_ptr<balance::NodeRuntime> runtime,
                                           std::chrono::milliseconds delay);
+
+  // Node states (node_states.cpp; set_node_state and node_state above).
+  void restore_node_states();
   // Closes the live connections to a node on every worker (node offline), unless the node is
   // available again when a worker gets to it.
   void close_node_sessions(const balance::NodeRuntime* target);
-  void begin_stop();
-  void finish_stop();
-  void retry_admin_api();
 
   std::shared_ptr<const config::Config> config_;
   RuntimeOptions options_;
