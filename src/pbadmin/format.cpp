@@ -105,6 +105,16 @@ void describe_health(const json::object& n, std::string& state, std::string& up,
     const auto& c = check->as_object();
     if (bool_of(c, "down")) {
       up = "check " + string_of(c, "last_result") + " since " + string_of(c, "last_change");
+      // What the last failed check saw: for a mismatch, what came back.
+      const json::value* failure = member(c, "last_failure");
+      if (failure != nullptr && failure->is_object()) {
+        const std::string detail = string_of(failure->as_object(), "detail");
+        if (!detail.empty() && detail != "-") {
+          up += " (";
+          up += detail;
+          up += ')';
+        }
+      }
     }
   }
   const std::string in_force = number_of(n, "effective_load_factor");
