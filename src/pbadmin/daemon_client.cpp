@@ -167,21 +167,29 @@ int refused(const Context& ctx, const DaemonReply& reply) {
   return kExitFailed;
 }
 
-int request_and_print(const Context& ctx, http::verb verb, const std::string& target,
-                      std::string body, const std::function<void(const json::object&)>& print) {
+std::variant<json::object, int> request_object(const Context& ctx, http::verb verb,
+                                              const std::string& target, std::string body) {
   auto outcome = call_daemon(ctx, verb, target, std::move(body));
   if (const int* code = std::get_if<int>(&outcome)) return *code;
-  const DaemonReply& reply = std::get<DaemonReply>(outcome);
+  DaemonReply& reply = std::get<DaemonReply>(outcome);
   if (reply.status < 200 || reply.status > 299) return refused(ctx, reply);
-  const json::object* object = reply.body.if_object();
+  json::object* object = reply.body.if_object();
   if (object == nullptr) {
     ctx.err << "pbadmin: the balancer's answer is not a JSON object\n";
     return kExitFailed;
   }
+  return std::move(*object);
+}
+
+int request_and_print(const Context& ctx, http::verb verb, const std::string& target,
+                      std::string body, const std::function<void(const json::object&)>& print) {
+  auto outcome = request_object(ctx, verb, target, std::move(body));
+  if (const int* code = std::get_if<int>(&outcome)) return *code;
+  const json::object& object = std::get<json::object>(outcome);
   if (ctx.json) {
-    ctx.out << json::serialize(*object) << '\n';
+    ctx.out << json::serialize(object) << '\n';
   } else {
-    print(*object);
+    print(object);
   }
   return kExitOk;
 }

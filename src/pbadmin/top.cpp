@@ -23,16 +23,9 @@ namespace json = boost::json;
 
 // Fetches one status document. On failure returns the exit code; the reason went to ctx.err.
 std::variant<TopSample, int> fetch_top_sample(const Context& ctx) {
-  auto outcome = call_daemon(ctx, http::verb::get, "/v1/status");
+  auto outcome = request_object(ctx, http::verb::get, "/v1/status");
   if (const int* code = std::get_if<int>(&outcome)) return *code;
-  const DaemonReply& reply = std::get<DaemonReply>(outcome);
-  if (reply.status < 200 || reply.status > 299) return refused(ctx, reply);
-  const json::object* object = reply.body.if_object();
-  if (object == nullptr) {
-    ctx.err << "pbadmin: the balancer's answer is not a JSON object\n";
-    return kExitFailed;
-  }
-  return TopSample{*object, std::chrono::steady_clock::now()};
+  return TopSample{std::move(std::get<json::object>(outcome)), std::chrono::steady_clock::now()};
 }
 
 // Plain mode's wait: `timeout`, or until a line with "q" arrives on a terminal's standard input.

@@ -30,6 +30,13 @@ std::variant<DaemonReply, int> call_daemon(const Context& ctx, boost::beast::htt
 // kExitFailed.
 int refused(const Context& ctx, const DaemonReply& reply);
 
+// Runs one request whose 2xx answer is a JSON object and returns that object; anything else
+// (unreachable, a refusal, not an object) is reported and gives the exit code instead.
+std::variant<boost::json::object, int> request_object(const Context& ctx,
+                                                      boost::beast::http::verb verb,
+                                                      const std::string& target,
+                                                      std::string body = {});
+
 // Runs one request whose 2xx answer is a JSON object: prints it (--json) or hands it to
 // `print` for people. Other answers are refusals.
 int request_and_print(const Context& ctx, boost::beast::http::verb verb, const std::string& target,
