@@ -8,17 +8,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "protobalance/balance/steady_clock.hpp"
 #include "protobalance/config/duration.hpp"
 
 namespace pb::balance {
 namespace {
-
-std::int64_t now_ns() {
-  const auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
-  // 0 means "up" in NodeRuntime::unavailable_since_ns, so a timestamp must never be 0.
-  return std::max<std::int64_t>(ns, 1);
-}
 
 // Mixes the configured seed (splitmix64), so that nearby seeds give unrelated random streams.
 std::uint64_t mixed_seed(std::uint64_t seed) {

@@ -139,4 +139,16 @@ std::variant<Endpoint, std::string> parse_endpoint(std::string_view text, bool a
   return Endpoint{std::get<ip::address>(resolved), *port};
 }
 
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string format_endpoint(const Endpoint& ep) {
+  if (ep.address().is_v6()) return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
+  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
+}
+
 }  // namespace pb::config

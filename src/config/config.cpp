@@ -225,26 +225,6 @@ bool is_valid_name(std::string_view name) {
   });
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-std::string format_endpoint(const Endpoint& ep) {
-  if (ep.address().is_v6()) {
-    return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
-  }
-  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
-}
-
 // Reads one TOML document into a Config. Every reader reports what it finds wrong and carries on,
 // so that one run shows the operator all problems; the Config is handed out only when none was
 // found. Positions come from toml++ (1-based line and column of the key or value concerned).

@@ -8,18 +8,13 @@
 #include <boost/json/string.hpp>
 #include <fmt/format.h>
 
+#include "protobalance/config/address.hpp"
+
 namespace pb::control {
 
 namespace json = boost::json;
 
 namespace {
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // Decodes %XX escapes (and '+' as a space in queries). Returns nullopt for a broken escape.
 std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space) {
@@ -29,8 +24,8 @@ std::optional<std::string> percent_decode(std::string_view text, bool plus_is_sp
     const char c = text[i];
     if (c == '%') {
       if (i + 2 >= text.size()) return std::nullopt;
-      const int high = hex_digit(text[i + 1]);
-      const int low = hex_digit(text[i + 2]);
+      const int high = config::hex_value(text[i + 1]);
+      const int low = config::hex_value(text[i + 2]);
       if (high < 0 || low < 0) return std::nullopt;
       out.push_back(static_cast<char>(high * 16 + low));
       i += 2;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "protobalance/config/address.hpp"
 #include "protobalance/net/proxy_header_in.hpp"
 
 namespace pb::control {
@@ -95,13 +96,10 @@ void Runtime::start_group(const ListenerGroup& group) {
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     asio::post(workers_[w]->context(), [listener = group.per_worker[w]] { listener->start(); });
   }
-  const auto& ep = group.bound;
   spdlog::info("listener {} on {} -> cluster {}", group.config.name,
-               ep.address().is_v6() ? fmt::format("[{}]:{}", ep.address().to_string(), ep.port())
-                                    : fmt::format("{}:{}", ep.address().to_string(), ep.port()),
-               snapshot()->routes.at(group.config.name));
+               config::format_endpoint(group.bound), snapshot()->routes.at(group.config.name));
   std::lock_guard lock(snapshot_mutex_);
-  bound_[group.config.name] = ep;
+  bound_[group.config.name] = group.bound;
 }
 
 void Runtime::close_group(const ListenerGroup& group) {

@@ -13,7 +13,7 @@
 
 #include "protobalance/balance/agent.hpp"
 #include "protobalance/balance/health_check.hpp"
-#include "protobalance/control/steady_clock.hpp"
+#include "protobalance/balance/steady_clock.hpp"
 #include "protobalance/net/connect.hpp"
 
 namespace pb::control {
@@ -38,7 +38,7 @@ asio::awaitable<void> Runtime::probe_loop() {
     timer.expires_after(std::chrono::milliseconds(100));
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
-    const std::int64_t now = now_ns();
+    const std::int64_t now = balance::now_ns();
     const auto current = snapshot();
     for (const auto& [name, cluster] : current->clusters) {
       const auto& cfg = cluster->config();
@@ -209,7 +209,7 @@ asio::awaitable<void> Runtime::agent_loop(std::string cluster_name, std::string 
     {
       std::lock_guard lock(runtime->agent_mutex);
       runtime->agent_values = std::move(reply.values);
-      runtime->agent_values_ns = now_ns();
+      runtime->agent_values_ns = balance::now_ns();
     }
   }
   // The agent switched off by a reload (or the node removed): what it said no longer holds.

@@ -6,7 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
-#include "protobalance/control/steady_clock.hpp"
+#include "protobalance/balance/steady_clock.hpp"
 #include "protobalance/net/connection.hpp"
 
 namespace pb::control {
@@ -23,7 +23,7 @@ void Runtime::restore_node_states() {
   if (!store_) return;
   const auto snap = snapshot();
   const auto wall_now = std::chrono::system_clock::now();
-  const std::int64_t steady_now = now_ns();
+  const std::int64_t steady_now = balance::now_ns();
   for (const auto& row : store_->load_node_states()) {
     auto rt = registry_.find(row.cluster, row.node);
     const config::ClusterConfig* cluster = snap->config->find_cluster(row.cluster);

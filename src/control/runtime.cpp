@@ -18,7 +18,7 @@
 #include "protobalance/config/duration.hpp"
 #include "protobalance/control/admin_server.hpp"
 #include "protobalance/control/notify.hpp"
-#include "protobalance/control/steady_clock.hpp"
+#include "protobalance/balance/steady_clock.hpp"
 #include "protobalance/net/connection.hpp"
 
 namespace pb::control {
@@ -93,7 +93,7 @@ void Runtime::open_store() {
       const std::int64_t since = rt.unavailable_since_ns.load(std::memory_order_relaxed);
       std::int64_t since_ms = 0;
       if (since != 0) {
-        const auto age = std::chrono::nanoseconds(now_ns() - since);
+        const auto age = std::chrono::nanoseconds(balance::now_ns() - since);
         since_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        (std::chrono::system_clock::now() - age).time_since_epoch())
                        .count();

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <mutex>
 
-#include <fmt/format.h>
-
+#include "protobalance/balance/steady_clock.hpp"
+#include "protobalance/config/address.hpp"
 #include "protobalance/control/runtime.hpp"
-#include "protobalance/control/steady_clock.hpp"
 #include "protobalance/net/client_phase.hpp"
 #include "protobalance/net/session.hpp"
 
@@ -23,11 +22,6 @@ std::optional<WallTime> wall_time(std::int64_t steady_ns, std::int64_t steady_no
   const auto age = std::chrono::nanoseconds(std::max<std::int64_t>(0, steady_now - steady_ns));
   return std::chrono::system_clock::now() -
          std::chrono::duration_cast<std::chrono::system_clock::duration>(age);
-}
-
-std::string format_endpoint(const boost::asio::ip::tcp::endpoint& ep) {
-  if (ep.address().is_v6()) return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
-  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
 }
 
 // Remaining slow-start ramp of a node, or none when it is at full weight.
@@ -131,7 +125,7 @@ Status take_status(const Runtime& runtime) {
     ListenerStatus& out = status.listeners.emplace_back();
     out.name = l.name;
     const auto bound = endpoints.find(l.name);
-    out.address = bound == endpoints.end() ? l.address : format_endpoint(bound->second);
+    out.address = bound == endpoints.end() ? l.address : config::format_endpoint(bound->second);
     const auto route = snapshot->routes.find(l.name);
     out.cluster = route == snapshot->routes.end() ? l.cluster : route->second;
     out.configured_cluster = l.cluster;
@@ -151,7 +145,7 @@ Status take_status(const Runtime& runtime) {
     }
   }
 
-  const std::int64_t now = now_ns();
+  const std::int64_t now = balance::now_ns();
   for (const auto& cfg : snapshot->config->clusters) {
     const auto found = snapshot->clusters.find(cfg.name);
     if (found == snapshot->clusters.end()) continue;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "protobalance/balance/node.hpp"
+#include "protobalance/config/address.hpp"
 #include "protobalance/control/status.hpp"
 #include "protobalance/version.hpp"
 
@@ -333,11 +334,6 @@ int capture_civetweb_message(const mg_connection* /*connection*/, const char* me
   return 1;
 }
 
-std::string civetweb_address(const config::Endpoint& ep) {
-  if (ep.address().is_v6()) return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
-  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
-}
-
 // Connects to the exporter's own port and closes again: wakes civetweb's accept thread.
 void knock(const config::Endpoint& bound) {
   auto target = bound;
@@ -368,7 +364,7 @@ struct PrometheusExporter::Impl {
 PrometheusExporter::PrometheusExporter(StatusSource status, const config::MetricsConfig& cfg,
                                        ExtraSources extra)
     : impl_(std::make_unique<Impl>()) {
-  const std::string bind = civetweb_address(cfg.endpoint);
+  const std::string bind = config::format_endpoint(cfg.endpoint);
   CivetCallbacks callbacks;
   callbacks.log_message = &capture_civetweb_message;
   std::string messages;
@@ -389,7 +385,7 @@ PrometheusExporter::PrometheusExporter(StatusSource status, const config::Metric
   const std::vector<int> ports = impl_->exposer->GetListeningPorts();
   const auto port = ports.empty() ? cfg.endpoint.port() : static_cast<unsigned short>(ports[0]);
   impl_->bound = config::Endpoint(cfg.endpoint.address(), port);
-  address_ = civetweb_address(impl_->bound);
+  address_ = config::format_endpoint(impl_->bound);
 }
 
 // The exposer (and with it every civetweb thread that might be in a scrape) goes first.

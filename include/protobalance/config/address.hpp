@@ -13,4 +13,10 @@ namespace pb::config {
 // string says what is wrong ("expected host:port", "cannot resolve 'x': ...").
 std::variant<Endpoint, std::string> parse_endpoint(std::string_view text, bool allow_port_zero);
 
+// "192.0.2.7:80", "[2001:db8::7]:80": an endpoint as the configuration writes it.
+std::string format_endpoint(const Endpoint& ep);
+
+// The value of one hexadecimal digit (either case), or -1.
+int hex_value(char c);
+
 }  // namespace pb::config
