@@ -13,19 +13,10 @@
 #include <thread>
 
 #include "support/client.hpp"
+#include "support/eventually.hpp"
 #include "support/process.hpp"
 
 namespace pb::test {
-
-// Polls `condition` every 20 ms until it holds or the deadline passes; returns whether it held.
-template <typename Condition>
-bool eventually(Condition&& condition, Deadline deadline) {
-  for (;;) {
-    if (condition()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling interval
-  }
-}
 
 // A plain HTTP/1.1 GET over a socket; returns the body of a 200 response, or nullopt.
 inline std::optional<std::string> http_get(const std::string& address, const std::string& path) {
