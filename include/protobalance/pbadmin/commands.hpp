@@ -22,7 +22,10 @@ namespace pb::pbadmin {
 //   affinity forget CLIENT [--cluster C]
 //   affinity pin CLIENT NODE --cluster C
 //   top [-n COUNT] [--interval DURATION]    live view (plain text unless a screen is given)
-// `affinity list` reads the database in the configuration's state_dir directly and read-only
+//   block NETWORK [--for DURATION] [--listener NAME]
+//   unblock NETWORK [--listener NAME]
+//   blocks                                  the block list (read from the database)
+// `affinity list` and `blocks` read the database in the configuration's state_dir directly and read-only
 // (database_reader.hpp), so it works with the daemon running or not; every other command talks
 // to the daemon over the [admin] socket (daemon_client.hpp), and --json prints its answer.
 int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
