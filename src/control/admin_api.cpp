@@ -274,8 +274,9 @@ json::object block_object(const net::Block& block) {
       {"network", net::network_text(block.network)},
       {"listener", block.listener.empty() ? json::value(nullptr) : json::value(block.listener)},
       {"created", config::format_utc(unix_seconds(block.created, false))},
-      {"expires", block.expires ? json::value(config::format_utc(unix_seconds(*block.expires, true)))
-                                : json::value(nullptr)}};
+      {"expires", block.expires
+                      ? json::value(config::format_utc(unix_seconds(*block.expires, true)))
+                      : json::value(nullptr)}};
 }
 
 json::array block_array(const std::vector<net::Block>& blocks) {

@@ -34,10 +34,10 @@ state::BlockRow row_of(const net::Block& block) {
 
 // "192.0.2.0/24 on every listener until 2026-12-07T01:02:03Z" for the log.
 std::string describe(const net::Block& block) {
-  const std::string where =
-      block.listener.empty() ? std::string("every listener") : fmt::format("listener {}", block.listener);
-  const std::string until = block.expires ? config::format_utc(unix_seconds(*block.expires))
-                                          : std::string("unblocked");
+  const std::string where = block.listener.empty() ? std::string("every listener")
+                                                   : fmt::format("listener {}", block.listener);
+  const std::string until =
+      block.expires ? config::format_utc(unix_seconds(*block.expires)) : std::string("unblocked");
   return fmt::format("{} on {} until {}", net::network_text(block.network), where, until);
 }
 
@@ -63,9 +63,8 @@ void Runtime::restore_blocks() {
     spdlog::info("block of {} (set at run time, kept across the restart)", describe(block));
     blocks_.push_back(std::move(block));
   }
-  std::stable_sort(blocks_.begin(), blocks_.end(), [](const net::Block& a, const net::Block& b) {
-    return a.created < b.created;
-  });
+  std::stable_sort(blocks_.begin(), blocks_.end(),
+                   [](const net::Block& a, const net::Block& b) { return a.created < b.created; });
   apply_blocks();
 }
 
@@ -93,8 +92,8 @@ void Runtime::schedule_block_expiry() {
   block_expiry_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
     const auto now = net::BlockClock::now();
-    const auto ended = std::stable_partition(
-        blocks_.begin(), blocks_.end(), [&](const net::Block& b) { return !b.expired(now); });
+    const auto ended = std::stable_partition(blocks_.begin(), blocks_.end(),
+                                             [&](const net::Block& b) { return !b.expired(now); });
     for (auto it = ended; it != blocks_.end(); ++it) {
       spdlog::info("block of {} ended", describe(*it));
       if (store_) {
@@ -149,15 +148,18 @@ std::string Runtime::block(const net::Block& block) {
 
 std::vector<net::Block> Runtime::unblock(const net::Cidr& network,
                                          const std::optional<std::string>& listener) {
-  const auto lifted = std::stable_partition(blocks_.begin(), blocks_.end(), [&](const net::Block& b) {
-    return !(b.network == network && (!listener || b.listener == *listener));
-  });
+  const auto lifted =
+      std::stable_partition(blocks_.begin(), blocks_.end(), [&](const net::Block& b) {
+        return !(b.network == network && (!listener || b.listener == *listener));
+      });
   std::vector<net::Block> removed(lifted, blocks_.end());
   blocks_.erase(lifted, blocks_.end());
   if (removed.empty()) return removed;
   for (const auto& block : removed) {
     spdlog::info("lifted the block of {}", describe(block));
-    if (store_) store_->enqueue(state::EraseBlock{net::network_text(block.network), block.listener});
+    if (store_) {
+      store_->enqueue(state::EraseBlock{net::network_text(block.network), block.listener});
+    }
   }
   if (store_) store_->flush();
   apply_blocks();

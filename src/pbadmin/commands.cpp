@@ -334,13 +334,15 @@ int unblock_command(const Context& ctx, const BlockArgs& args) {
     if (!valid_listener(ctx, "unblock", args.listener)) return kExitUsage;
     target += "&listener=" + percent_encode(args.listener);
   }
-  return request_and_print(ctx, http::verb::delete_, target, {}, [&ctx](const json::object& answer) {
+  const auto print = [&ctx](const json::object& answer) {
     const json::value* removed = answer.if_contains("unblocked");
     if (removed == nullptr || !removed->is_array()) return;
     for (const auto& block : removed->as_array()) {
-      if (block.is_object()) ctx.out << "unblocked " << block_line(block.as_object(), false) << '\n';
+      if (!block.is_object()) continue;
+      ctx.out << "unblocked " << block_line(block.as_object(), false) << '\n';
     }
-  });
+  };
+  return request_and_print(ctx, http::verb::delete_, target, {}, print);
 }
 
 // Reads the database, so it works while the balancer is down.
@@ -375,8 +377,7 @@ void add_block_commands(CLI::App& app, const Context& ctx, Action& action) {
       "block",
       "Refuse new connections from an address or network (IPv4-mapped IPv6 clients match IPv4 "
       "blocks) and close its running ones, on every listener or one. Kept across restarts.");
-  block->add_option("NETWORK", args->network, "Address or network (192.0.2.7, 192.0.2.0/24, "
-                                              "2001:db8::/32)")
+  block->add_option("NETWORK", args->network, "Address or network (192.0.2.7, 2001:db8::/32)")
       ->required();
   block->add_option("--for", args->duration, "Lift the block after this long (90s, 10m, 12h, 30d)")
       ->type_name("DURATION");
@@ -563,8 +564,10 @@ int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostre
     // --help and --version are "errors" with exit code 0; they print to `out`.
     return app.exit(e, out, err) == 0 ? kExitOk : kExitUsage;
   }
-  if (!action) action = missing_command(ctx, "", "status, node, reload, route, affinity, top, block, "
-                                                       "unblock, blocks");
+  if (!action) {
+    action = missing_command(ctx, "",
+                             "status, node, reload, route, affinity, top, block, unblock, blocks");
+  }
   return action();
 }
 

@@ -270,7 +270,8 @@ std::string format_blocks_table(const std::vector<state::BlockRow>& rows) {
   cells.reserve(rows.size());
   for (const auto& r : rows) {
     cells.push_back({r.network, r.listener.empty() ? std::string("*") : r.listener,
-                     format_utc(r.created), r.expires == 0 ? std::string("-") : format_utc(r.expires)});
+                     format_utc(r.created),
+                     r.expires == 0 ? std::string("-") : format_utc(r.expires)});
   }
   return format_columns({{"NETWORK"}, {"LISTENER"}, {"CREATED"}, {"EXPIRES"}}, cells, "");
 }

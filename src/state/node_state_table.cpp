@@ -20,11 +20,12 @@ std::vector<NodeStateRow> NodeStateTable::load(SQLite::Database& db) {
 }
 
 NodeStateTable::Writer::Writer(SQLite::Database& db)
-    : statements_(db, {"INSERT INTO node_state (cluster, node, admin_state) VALUES (?1, ?2, ?3) "
-                       "ON CONFLICT (cluster, node) DO UPDATE SET admin_state = excluded.admin_state",
-                       "INSERT INTO node_state (cluster, node, unavailable_since, failures) "
-                       "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (cluster, node) DO UPDATE SET "
-                       "unavailable_since = excluded.unavailable_since, failures = excluded.failures"}) {}
+    : statements_(
+          db, {"INSERT INTO node_state (cluster, node, admin_state) VALUES (?1, ?2, ?3) "
+               "ON CONFLICT (cluster, node) DO UPDATE SET admin_state = excluded.admin_state",
+               "INSERT INTO node_state (cluster, node, unavailable_since, failures) "
+               "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (cluster, node) DO UPDATE SET "
+               "unavailable_since = excluded.unavailable_since, failures = excluded.failures"}) {}
 
 void NodeStateTable::Writer::write(const PutAdminState& change) {
   // No admin state set is NULL: the configuration's initial state applies.

@@ -67,7 +67,6 @@ void execute(SQLite::Statement& stmt, const Values&... values) {
   stmt.reset();
 }
 
-
 // A blob, also when empty (a null pointer would bind NULL, which compares as unknown).
 inline void bind_bytes(SQLite::Statement& stmt, int index, const std::vector<std::uint8_t>& bytes) {
   static const std::uint8_t kNone = 0;

@@ -63,7 +63,7 @@ class BlockSet {
 
  private:
   std::vector<Block> blocks_;
-  CidrSet everywhere_;                                 // blocks of every listener
+  CidrSet everywhere_;  // blocks of every listener
   std::map<std::string, CidrSet, std::less<>> by_listener_;
   BlockClock::time_point first_expiry_ = BlockClock::time_point::max();
 };

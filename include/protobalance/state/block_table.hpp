@@ -13,8 +13,8 @@ namespace pb::state {
 // One entry of the block list set at run time (`pbadmin block`): new connections from
 // `network` to `listener` (empty: every listener) are refused until `expires`.
 struct BlockRow {
-  std::string network;     // canonical text: "192.0.2.7", "192.0.2.0/24", "2001:db8::/32"
-  std::string listener;    // empty = every listener
+  std::string network;       // canonical text: "192.0.2.7", "192.0.2.0/24", "2001:db8::/32"
+  std::string listener;      // empty = every listener
   std::int64_t created = 0;  // unix seconds
   std::int64_t expires = 0;  // unix seconds; 0 = until unblocked
 
