@@ -54,6 +54,7 @@ class Blocked {
   Balancer& balancer() { return *balancer_; }
   Backend& node() { return node_; }
   std::filesystem::path database() const { return dir_.path() / "var" / "protobalance.db"; }
+  std::filesystem::path admin_socket() const { return dir_.path() / "var" / "admin.sock"; }
 
   // Runs pbadmin with this daemon's configuration.
   RunResult pbadmin(std::vector<std::string> args) const {
@@ -202,6 +203,19 @@ TEST(Block, ListenerBlockAppliesToThatListenerOnly) {
       << table.output;
   EXPECT_TRUE(eventually([&] { return b.rejected("web", "blocked") == 1; }, in(10s)));
   EXPECT_EQ(b.rejected("mail", "blocked"), 0);
+
+  // The admin API's own list (GET /v1/blocks), as the daemon holds it.
+  const auto api = run({"/usr/bin/env", "curl", "-s", "--max-time", "10", "--unix-socket",
+                        b.admin_socket().string(), "http://localhost/v1/blocks"});
+  ASSERT_EQ(api.exit_code, 0) << api.output;
+  boost::system::error_code ec;
+  const auto document = boost::json::parse(api.output, ec);
+  ASSERT_FALSE(ec) << api.output;
+  const auto& listed = document.at("blocks").as_array();
+  ASSERT_EQ(listed.size(), 1u) << api.output;
+  EXPECT_EQ(listed[0].at("network"), "127.0.0.0/29");
+  EXPECT_EQ(listed[0].at("listener"), "web");
+  EXPECT_TRUE(listed[0].at("expires").is_null());
 }
 
 TEST(Block, DecodedClientOfProxyHeaderIpv6AndIpv4Mapped) {
