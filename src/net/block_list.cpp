@@ -48,6 +48,35 @@ bool BlockSet::blocks(const ip::address& client, std::string_view listener,
   });
 }
 
+namespace {
+
+std::atomic<std::uint64_t> next_version{1};
+
+}  // namespace
+
+BlockList::BlockList()
+    : current_(std::make_shared<const BlockSet>()), version_(next_version.fetch_add(1)) {}
+
+void BlockList::publish(std::shared_ptr<const BlockSet> set) {
+  current_.store(std::move(set), std::memory_order_release);
+  // After the set: a thread that sees the new version then loads this set (or a later one).
+  version_.store(next_version.fetch_add(1), std::memory_order_release);
+}
+
+const BlockSet& BlockList::current_here() const {
+  struct Copy {
+    std::uint64_t version = 0;  // no list has version 0
+    std::shared_ptr<const BlockSet> set;
+  };
+  thread_local Copy copy;
+  const std::uint64_t version = version_.load(std::memory_order_acquire);
+  if (copy.version != version) {
+    copy.set = current_.load(std::memory_order_acquire);
+    copy.version = version;
+  }
+  return *copy.set;
+}
+
 std::optional<BlockClock::time_point> BlockSet::next_expiry() const {
   if (first_expiry_ == BlockClock::time_point::max()) return std::nullopt;
   return first_expiry_;

@@ -140,7 +140,9 @@ Verdict ClientAdmission::inspect(std::span<const std::uint8_t>, bool, ClientFact
 
 Verdict BlockCheck::inspect(std::span<const std::uint8_t>, bool, ClientFacts& facts) const {
   const auto& client = facts.source.address();
-  if (!blocks_->current()->blocks(client, listener_, BlockClock::now())) return Verdict::pass();
+  if (!blocks_->current_here().blocks(client, listener_, BlockClock::now())) {
+    return Verdict::pass();
+  }
   log_refusal(log_, listener_, client, "blocked");
   return Verdict::reject("blocked");
 }

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -72,16 +73,22 @@ class BlockSet {
 // the control thread and read on the accept path without a lock of ours.
 class BlockList {
  public:
-  BlockList() : current_(std::make_shared<const BlockSet>()) {}
+  BlockList();
+  // The set published last (any thread).
   std::shared_ptr<const BlockSet> current() const {
     return current_.load(std::memory_order_acquire);
   }
-  void publish(std::shared_ptr<const BlockSet> set) {
-    current_.store(std::move(set), std::memory_order_release);
-  }
+  // The same, for the accept path: a copy kept per thread and taken again only after a publish,
+  // so a check costs one atomic load and the workers do not contend on the set's reference
+  // count. Valid until this thread's next call; a thread keeps the set it saw last until then.
+  const BlockSet& current_here() const;
+  void publish(std::shared_ptr<const BlockSet> set);
 
  private:
   std::atomic<std::shared_ptr<const BlockSet>> current_;
+  // Of the set published last; unique across every list of the process, so that one per-thread
+  // copy serves any list.
+  std::atomic<std::uint64_t> version_;
 };
 
 }  // namespace pb::net

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -112,6 +113,26 @@ TEST(BlockListTest, SharedListPublishesWholeSets) {
   list.publish(std::make_shared<const BlockSet>());
   EXPECT_TRUE(blocked(*taken, "192.0.2.7"));
   EXPECT_FALSE(blocked(*list.current(), "192.0.2.7"));
+}
+
+TEST(BlockListTest, PerThreadCopyFollowsEveryPublishOfEveryList) {
+  // Verifies current_here(): the calling thread sees each publish at its next call, another
+  // thread sees the same set, and two lists read alternately on one thread never mix.
+  BlockList a;
+  BlockList b;
+  EXPECT_TRUE(a.current_here().empty());
+  a.publish(std::make_shared<const BlockSet>(std::vector<Block>{block("192.0.2.7")}));
+  EXPECT_TRUE(blocked(a.current_here(), "192.0.2.7"));
+  EXPECT_TRUE(b.current_here().empty());
+  b.publish(std::make_shared<const BlockSet>(std::vector<Block>{block("198.51.100.1")}));
+  EXPECT_FALSE(blocked(b.current_here(), "192.0.2.7"));
+  EXPECT_TRUE(blocked(b.current_here(), "198.51.100.1"));
+  EXPECT_TRUE(blocked(a.current_here(), "192.0.2.7"));
+  a.publish(std::make_shared<const BlockSet>());
+  EXPECT_FALSE(blocked(a.current_here(), "192.0.2.7"));
+  bool other_thread_sees = false;
+  std::thread([&] { other_thread_sees = blocked(b.current_here(), "198.51.100.1"); }).join();
+  EXPECT_TRUE(other_thread_sees);
 }
 
 TEST(BlockListTest, BlockCheckPhaseRefusesBlockedClients) {
