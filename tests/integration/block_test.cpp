@@ -147,8 +147,8 @@ boost::json::array blocks_json(const Blocked& b) {
 
 TEST(Block, RefusesNewAndClosesRunningConnectionsUntilUnblocked) {
   // Verifies `pbadmin block ADDR`: a running connection of the client is closed, its new ones are
-  // refused on every listener (counted as `blocked`) while other clients are served, and
-  // `unblock` lets it in again; a second unblock is refused (exit 1).
+  // refused on every listener (counted as `blocked`, and still after a reload) while other
+  // clients are served, and `unblock` lets it in again; a second unblock is refused (exit 1).
   Blocked b;
   Client running(b.address("mail"), 5s, "127.0.0.5");
   ASSERT_TRUE(running.send_all("hi"));
@@ -171,6 +171,10 @@ TEST(Block, RefusesNewAndClosesRunningConnectionsUntilUnblocked) {
   EXPECT_EQ(other.recv_exact(2, in(5s)), "yo");
   EXPECT_TRUE(eventually([&] { return b.rejected("mail", "blocked") == 1; }, in(10s)));
   EXPECT_TRUE(eventually([&] { return b.rejected("web", "blocked") == 1; }, in(10s)));
+  // A reload rebuilds the listeners' routes: the block stays in force.
+  b.balancer().process().signal(SIGHUP);
+  ASSERT_TRUE(b.balancer().process().wait_for(std::regex("reloaded .*: no changes"), in(10s)));
+  EXPECT_TRUE(refused(b.address("mail"), "127.0.0.5"));
 
   const auto unblocked = b.pbadmin({"unblock", "127.0.0.5"});
   ASSERT_EQ(unblocked.exit_code, 0) << unblocked.output;
