@@ -77,6 +77,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, RuntimeOptions optio
   }
   publish(make_snapshot(config_));
   restore_node_states();
+  restore_blocks();
 }
 
 // Opens the database (not in quick mode: without a configuration file there is no state_dir
