@@ -230,6 +230,7 @@ void AffinityMap::record(std::string_view cluster, const ClientKey& key, std::st
   const std::uint32_t t = to_u32(unix_seconds(now));
   const std::size_t hash = ClientKeyHash{}(key);
   Shard& shard = shard_for(hash);
+  bool moved = false;
   {
     std::lock_guard lock(shard.mutex);
     Table& table = table_for(shard, cluster);
@@ -246,6 +247,7 @@ void AffinityMap::record(std::string_view cluster, const ClientKey& key, std::st
       if (table.node_name(slot.node) != node) {
         slot.node = table.node_index(node);
         store_put(cluster, key, table, slot);
+        moved = true;
       } else {
         if (static_cast<std::int64_t>(slot.last_seen) - slot.stored_last_seen >= grain_s_) {
           store_put(cluster, key, table, slot);
@@ -256,7 +258,7 @@ void AffinityMap::record(std::string_view cluster, const ClientKey& key, std::st
   }
   // A new or moved entry: a decision the twins share. Told outside the shard's lock.
   if (AffinityObserver* observer = observer_.load(std::memory_order_acquire)) {
-    observer->decided(cluster, key, node, now);
+    observer->decided(cluster, key, node, now, moved);
   }
 }
 

@@ -78,13 +78,19 @@ bool Twins::lookup(std::string_view cluster, const affinity::ClientKey& key, Don
   return true;
 }
 
+// A first decision is written only if no twin wrote one first (the loser is told through
+// on_conflict); a moved entry (its node draining, offline or removed) replaces the shared one.
 void Twins::decided(std::string_view cluster, const affinity::ClientKey& key,
-                    std::string_view node, affinity::Clock::time_point now) {
+                    std::string_view node, affinity::Clock::time_point now, bool moved) {
   const auto ttl = ttl_of(cluster);
   if (!ttl) return;
+  const state::AffinityEntry entry{std::string(cluster), key_bytes(key), std::string(node), now, *ttl};
   std::shared_lock lock(link_mutex_);
-  if (link_) {
-    link_->publish_affinity({std::string(cluster), key_bytes(key), std::string(node), now, *ttl});
+  if (!link_) return;
+  if (moved) {
+    link_->publish_pin(entry);
+  } else {
+    link_->publish_affinity(entry);
   }
 }
 
@@ -149,10 +155,9 @@ void Twins::on_message(const state::TwinMessage& m) {
       } else {
         map_.pin(m.affinity.cluster, *key, m.affinity.node, m.affinity.last_seen,
                  affinity::AffinityMap::Source::twin);
-        if (m.kind == Kind::pin) {
-          spdlog::info("twin: client {} pinned to {}/{} (by {})", key->to_string(),
-                       m.affinity.cluster, m.affinity.node, m.instance);
-        }
+        // Also every client moved off a draining node: not worth a line each at info.
+        spdlog::debug("twin: client {} goes to {}/{} (set by {})", key->to_string(),
+                      m.affinity.cluster, m.affinity.node, m.instance);
       }
       return;
     }

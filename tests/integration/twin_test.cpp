@@ -290,6 +290,32 @@ TEST(Twin, NodeStateAndRouteSetOnOneApplyOnAll) {
   EXPECT_TRUE(eventually([&] { return listener_cluster(*B, "m") == "web"; }, in(10s)));
 }
 
+TEST(Twin, ClientMovedOffADrainedNodeMovesOnEveryTwin) {
+  // Verifies that a client moved by one balancer because its node drains (a change of an
+  // existing entry, not a first decision) is moved on the twin too, and stays moved when the
+  // node is available again.
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  TwinFixture f;
+  auto A = f.start("A", redis);
+  auto B = f.start("B", redis);
+  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  ASSERT_EQ(served(A->address(), source(0)), "a");
+  ASSERT_TRUE(eventually([&] { return listed_node(*B, source(0)) == "a"; }, in(10s)));
+
+  ASSERT_EQ(pbadmin(*A, {"node", "set", "web", "a", "draining"}).exit_code, 0);
+  ASSERT_TRUE(eventually([&] { return node_state(*B, "a") == "draining"; }, in(10s)));
+  EXPECT_EQ(served(A->address(), source(0)), "b");
+  EXPECT_TRUE(eventually([&] { return redis_node(redis, source(0)) == "b"; }, in(10s)));
+  EXPECT_TRUE(eventually([&] { return listed_node(*B, source(0)) == "b"; }, in(10s)));
+
+  ASSERT_EQ(pbadmin(*B, {"node", "set", "web", "a", "available"}).exit_code, 0);
+  ASSERT_TRUE(eventually([&] { return node_state(*A, "a") == "available"; }, in(10s)));
+  EXPECT_EQ(served(B->address(), source(0)), "b");
+  EXPECT_EQ(served(A->address(), source(0)), "b");
+  EXPECT_EQ(listed_node(*A, source(0)), "b");
+}
+
 TEST(Twin, RedisKilledAndRestartedMidRun) {
   // Verifies that while Redis is killed and restarted empty, clients connecting through both
   // balancers all get served, and that what was decided before and during the outage is in

@@ -41,9 +41,10 @@ class SharedLookup {
 class AffinityObserver {
  public:
   virtual ~AffinityObserver() = default;
-  // record() created the client's entry or moved it to `node`.
+  // record() created the client's entry (`moved` false: the first decision for the client, which
+  // a twin may have taken first) or moved it to `node` (`moved` true: it replaces the old one).
   virtual void decided(std::string_view cluster, const ClientKey& key, std::string_view node,
-                       Clock::time_point now) = 0;
+                       Clock::time_point now, bool moved) = 0;
   virtual void pinned(std::string_view cluster, const ClientKey& key, std::string_view node,
                       Clock::time_point now) = 0;
   virtual void forgotten(std::string_view cluster, const ClientKey& key) = 0;

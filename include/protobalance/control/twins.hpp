@@ -60,7 +60,7 @@ class Twins final : public affinity::SharedLookup, public affinity::AffinityObse
 
   // affinity::AffinityObserver
   void decided(std::string_view cluster, const affinity::ClientKey& key, std::string_view node,
-               affinity::Clock::time_point now) override;
+               affinity::Clock::time_point now, bool moved) override;
   void pinned(std::string_view cluster, const affinity::ClientKey& key, std::string_view node,
               affinity::Clock::time_point now) override;
   void forgotten(std::string_view cluster, const affinity::ClientKey& key) override;

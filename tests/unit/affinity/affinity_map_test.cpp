@@ -355,8 +355,9 @@ TEST(AffinityMap, Loads100kEntriesFromDatabase) {
 struct RecordingObserver final : AffinityObserver {
   std::vector<std::string> events;
   void decided(std::string_view cluster, const ClientKey& k, std::string_view node,
-               Clock::time_point) override {
-    events.push_back("decided " + std::string(cluster) + " " + k.to_string() + " " + std::string(node));
+               Clock::time_point, bool moved) override {
+    events.push_back((moved ? "moved " : "decided ") + std::string(cluster) + " " + k.to_string() +
+                     " " + std::string(node));
   }
   void pinned(std::string_view cluster, const ClientKey& k, std::string_view node,
               Clock::time_point) override {
@@ -385,7 +386,7 @@ TEST(AffinityMap, ObserverHearsLocalDecisionsOnly) {
   map.pin("web", key("10.0.0.3"), "b", kT0, AffinityMap::Source::twin);
   map.forget("web", key("10.0.0.2"), AffinityMap::Source::twin);
   EXPECT_EQ(observer.events,
-            (std::vector<std::string>{"decided web 10.0.0.1 a", "decided web 10.0.0.1 b",
+            (std::vector<std::string>{"decided web 10.0.0.1 a", "moved web 10.0.0.1 b",
                                       "pinned web 10.0.0.2 a", "forgotten web 10.0.0.1",
                                       "forgotten web 10.0.0.9"}));
   EXPECT_EQ(map.lookup("web", key("10.0.0.3"), kT0, 1h), "b");
