@@ -48,7 +48,7 @@ struct TwinFixture {
   Backend b{"b", BackendMode::greet_echo};
 
   std::string toml(const std::string& instance, const std::string& redis,
-                   const std::string& twin_extra = "") const {
+                   const std::string& twin_extra = "", const std::string& lookup_timeout = "2s") const {
     return fmt::format(
         "[service]\nthreads = 1\nstate_dir = \"state\"\n"
         "[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:0\"\ncluster = \"web\"\n"
@@ -61,8 +61,8 @@ struct TwinFixture {
         "[[cluster]]\nname = \"other\"\n[cluster.affinity]\nenabled = true\n"
         "[[cluster.node]]\nname = \"b\"\naddress = \"{}\"\n"
         // A generous lookup timeout: the machine running the tests may be busy.
-        "[twin]\nredis = \"{}\"\ninstance = \"{}\"\nlookup_timeout = \"2s\"\n{}",
-        a.address(), b.address(), b.address(), redis, instance, twin_extra);
+        "[twin]\nredis = \"{}\"\ninstance = \"{}\"\nlookup_timeout = \"{}\"\n{}",
+        a.address(), b.address(), b.address(), redis, instance, lookup_timeout, twin_extra);
   }
 
   std::unique_ptr<Twin> start(const std::string& instance, const RedisServer& redis,
@@ -457,6 +457,97 @@ TEST(Twin, WrongPasswordIsAClearErrorAndForwardingGoesOn) {
       << json::serialize(t);
   const auto text = pbadmin(*twin, {"status"});
   EXPECT_NE(text.output.find("not connected"), std::string::npos) << text.output;
+}
+
+TEST(Twin, FrozenRedisDelaysFirstSeenClientsByLookupTimeoutOnly) {
+  // Verifies that while Redis is frozen (SIGSTOP: connections open, nothing answers), a
+  // first-seen client is served after lookup_timeout by the balancer alone, a client that
+  // closes while its lookup is out leaves the balancer unharmed, and a known client is served
+  // at once.
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  TwinFixture f;
+  auto twin = std::make_unique<Twin>();
+  twin->instance = "A";
+  // Cluster other closes connections idle for 100 ms: also one still waiting for its lookup.
+  std::string text = f.toml("A", redis.address(), "", "300ms");
+  const std::string other = "[[cluster]]\nname = \"other\"\n";
+  text.replace(text.find(other), other.size(), other + "idle_timeout = \"100ms\"\n");
+  twin->file = twin->dir.write("pb.toml", text);
+  twin->balancer = std::make_unique<Balancer>(std::vector<std::string>{"--config", twin->file.string()});
+  ASSERT_TRUE(eventually([&] { return connected(*twin); }, in(20s)));
+  ASSERT_EQ(served(twin->address(), source(0)), "a");  // known from now on
+
+  redis.pause();
+  {
+    // Connects and goes away while its lookup waits.
+    Client gone(twin->address(), 5s, source(1));
+    ASSERT_TRUE(gone.connected());
+  }
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(served(twin->address(), source(0)), "a");
+  const auto known = std::chrono::steady_clock::now() - started;
+  EXPECT_LT(known, 250ms) << "a known client waited for Redis";
+  const auto first_seen_started = std::chrono::steady_clock::now();
+  const std::string node = served(twin->address(), source(2));
+  const auto first_seen = std::chrono::steady_clock::now() - first_seen_started;
+  EXPECT_TRUE(node == "a" || node == "b") << node;
+  EXPECT_GE(first_seen, 250ms) << "the lookup did not wait";
+  EXPECT_LT(first_seen, 3s) << "waited far beyond lookup_timeout";
+  {
+    // Closed by the balancer (idle) while its lookup is out; the late answer finds nobody.
+    Client closed(twin->balancer->address("o"), 5s, source(4));
+    ASSERT_TRUE(closed.connected());
+    EXPECT_NE(closed.wait_closed(in(5s)), PeerClose::timeout);
+  }
+  // The lookup's late answer (a timeout: the third) has reached the worker.
+  EXPECT_TRUE(eventually(
+      [&] {
+        const auto t = twin_status(*twin);
+        const auto* lookups = t.if_contains("lookups");
+        return lookups != nullptr &&
+               lookups->as_object().at("timeout").to_number<std::int64_t>() >= 3;
+      },
+      in(10s)));
+  redis.resume();
+
+  EXPECT_TRUE(twin->balancer->process().running()) << twin->balancer->process().output();
+  EXPECT_EQ(served(twin->address(), source(2)), node);
+  const std::string later = served(twin->address(), source(1));
+  EXPECT_TRUE(later == "a" || later == "b") << later;
+  EXPECT_TRUE(eventually([&] { return connected(*twin); }, in(20s)));
+  const auto t = twin_status(*twin);
+  EXPECT_GE(t.at("lookups").as_object().at("timeout").to_number<std::int64_t>(), 1);
+}
+
+TEST(Twin, ReloadKeepsTheLinkWhenTwinIsUnchangedAndRestartsItOtherwise) {
+  // Verifies that a reload leaving [twin] as it is keeps the link (nothing listed, still
+  // connected), and one that changes it restarts the link under the new instance name.
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  TwinFixture f;
+  auto A = f.start("A", redis);
+  ASSERT_TRUE(eventually([&] { return connected(*A); }, in(20s)));
+  const std::string since = std::string(twin_status(*A).at("since").as_string());
+
+  auto same = pbadmin(*A, {"reload"});
+  ASSERT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_EQ(same.output.find("[twin]"), std::string::npos) << same.output;
+  EXPECT_EQ(twin_status(*A).at("since").as_string(), since);
+  EXPECT_TRUE(connected(*A));
+
+  A->dir.write("pb.toml", f.toml("A2", redis.address()));
+  auto changed = pbadmin(*A, {"reload"});
+  ASSERT_EQ(changed.exit_code, 0) << changed.output;
+  EXPECT_NE(changed.output.find("[twin] link to " + redis.address() + " (re)started"), std::string::npos)
+      << changed.output;
+  EXPECT_TRUE(eventually([&] { return connected(*A); }, in(20s)));
+  EXPECT_EQ(twin_status(*A).at("instance").as_string(), "A2");
+  // The new link shares: a decision made now reaches Redis under the new name.
+  ASSERT_EQ(served(A->address(), source(3)), "a");
+  EXPECT_TRUE(eventually(
+      [&] { return redis_cli(redis, {"GET", affinity_key(source(3))}).find(" A2") != std::string::npos; },
+      in(10s)));
 }
 
 TEST(Twin, StatusShowsTheLinkAndTheTwinsHeard) {
