@@ -230,43 +230,60 @@ void AffinityMap::record(std::string_view cluster, const ClientKey& key, std::st
   const std::uint32_t t = to_u32(unix_seconds(now));
   const std::size_t hash = ClientKeyHash{}(key);
   Shard& shard = shard_for(hash);
-  std::lock_guard lock(shard.mutex);
-  Table& table = table_for(shard, cluster);
-  auto [slot, inserted] = find_or_add(shard, cluster, key, hash);
-  if (inserted) {
-    slot.node = table.node_index(node);
-    slot.first_seen = t;
-    slot.last_seen = t;
-    slot.connections = 1;
-    store_put(cluster, key, table, slot);
-    return;
+  bool moved = false;
+  {
+    std::lock_guard lock(shard.mutex);
+    Table& table = table_for(shard, cluster);
+    auto [slot, inserted] = find_or_add(shard, cluster, key, hash);
+    if (inserted) {
+      slot.node = table.node_index(node);
+      slot.first_seen = t;
+      slot.last_seen = t;
+      slot.connections = 1;
+      store_put(cluster, key, table, slot);
+    } else {
+      if (slot.connections != std::numeric_limits<std::uint32_t>::max()) slot.connections += 1;
+      slot.last_seen = std::max(slot.last_seen, t);
+      if (table.node_name(slot.node) != node) {
+        slot.node = table.node_index(node);
+        store_put(cluster, key, table, slot);
+        moved = true;
+      } else {
+        if (static_cast<std::int64_t>(slot.last_seen) - slot.stored_last_seen >= grain_s_) {
+          store_put(cluster, key, table, slot);
+        }
+        return;  // nothing a twin needs to know
+      }
+    }
   }
-  if (slot.connections != std::numeric_limits<std::uint32_t>::max()) slot.connections += 1;
-  slot.last_seen = std::max(slot.last_seen, t);
-  if (table.node_name(slot.node) != node) {
-    slot.node = table.node_index(node);
-    store_put(cluster, key, table, slot);
-  } else if (static_cast<std::int64_t>(slot.last_seen) - slot.stored_last_seen >= grain_s_) {
-    store_put(cluster, key, table, slot);
+  // A new or moved entry: a decision the twins share. Told outside the shard's lock.
+  if (AffinityObserver* observer = observer_.load(std::memory_order_acquire)) {
+    observer->decided(cluster, key, node, now, moved);
   }
 }
 
 void AffinityMap::pin(std::string_view cluster, const ClientKey& key, std::string_view node,
-                      Clock::time_point now) {
+                      Clock::time_point now, Source source) {
   const std::uint32_t t = to_u32(unix_seconds(now));
   const std::size_t hash = ClientKeyHash{}(key);
   Shard& shard = shard_for(hash);
-  std::lock_guard lock(shard.mutex);
-  Table& table = table_for(shard, cluster);
-  auto [slot, inserted] = find_or_add(shard, cluster, key, hash);
-  if (inserted) slot.first_seen = t;
-  slot.node = table.node_index(node);
-  // A pin counts as use: the entry lives a full TTL from now even if the client is quiet.
-  slot.last_seen = std::max(slot.last_seen, t);
-  store_put(cluster, key, table, slot);
+  {
+    std::lock_guard lock(shard.mutex);
+    Table& table = table_for(shard, cluster);
+    auto [slot, inserted] = find_or_add(shard, cluster, key, hash);
+    if (inserted) slot.first_seen = t;
+    slot.node = table.node_index(node);
+    // A pin counts as use: the entry lives a full TTL from now even if the client is quiet.
+    slot.last_seen = std::max(slot.last_seen, t);
+    store_put(cluster, key, table, slot);
+  }
+  if (source == Source::twin) return;
+  if (AffinityObserver* observer = observer_.load(std::memory_order_acquire)) {
+    observer->pinned(cluster, key, node, now);
+  }
 }
 
-bool AffinityMap::forget(std::string_view cluster, const ClientKey& key) {
+bool AffinityMap::forget(std::string_view cluster, const ClientKey& key, Source source) {
   if (loading()) {
     std::lock_guard lock(forgotten_mutex_);
     forgotten_.emplace_back(std::string(cluster), key);
@@ -274,16 +291,23 @@ bool AffinityMap::forget(std::string_view cluster, const ClientKey& key) {
   }
   const std::size_t hash = ClientKeyHash{}(key);
   Shard& shard = shard_for(hash);
-  std::lock_guard lock(shard.mutex);
   bool found = false;
-  if (const auto c = shard.clusters.find(cluster); c != shard.clusters.end()) {
-    if (Slot* slot = c->second.find(key, hash)) {
-      c->second.erase(*slot);
-      size_.fetch_sub(1, std::memory_order_relaxed);
-      found = true;
+  {
+    std::lock_guard lock(shard.mutex);
+    if (const auto c = shard.clusters.find(cluster); c != shard.clusters.end()) {
+      if (Slot* slot = c->second.find(key, hash)) {
+        c->second.erase(*slot);
+        size_.fetch_sub(1, std::memory_order_relaxed);
+        found = true;
+      }
+    }
+    store_erase(cluster, key);
+  }
+  if (source == Source::local) {
+    if (AffinityObserver* observer = observer_.load(std::memory_order_acquire)) {
+      observer->forgotten(cluster, key);
     }
   }
-  store_erase(cluster, key);
   return found;
 }
 

@@ -67,7 +67,8 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
     // worker only.
     auto route = std::make_shared<const net::Route>(
         net::Route{group.config.name, cluster, stats, affinity_.get(), affinity_stats,
-                   options_.access_log, client_phases, sni_routes(group.config, snapshot, stats)});
+                   options_.access_log, client_phases, sni_routes(group.config, snapshot, stats),
+                   twins_.get()});
     auto listener = group.per_worker[w];
     if (!listener->route()) {
       listener->set_route(std::move(route));  // not started yet: no worker reads it
@@ -91,7 +92,7 @@ std::vector<std::shared_ptr<const net::Route>> Runtime::sni_routes(
     }
     routes.push_back(std::make_shared<const net::Route>(
         net::Route{listener.name, snapshot.clusters.at(entry.cluster), stats, affinity_.get(),
-                   std::move(affinity_stats), options_.access_log, {}, {}}));
+                   std::move(affinity_stats), options_.access_log, {}, {}, twins_.get()}));
   }
   return routes;
 }

@@ -64,6 +64,12 @@ void Runtime::close_node_sessions(const balance::NodeRuntime* target) {
 
 bool Runtime::set_node_state(const std::string& cluster_name, const std::string& node_name,
                              config::AdminState state) {
+  return change_node_state(cluster_name, node_name, state, true);
+}
+
+// The operator's state of a node, set here (`share`: published to the twins) or by a twin.
+bool Runtime::change_node_state(const std::string& cluster_name, const std::string& node_name,
+                                config::AdminState state, bool share) {
   const auto current = snapshot();
   auto it = current->clusters.find(cluster_name);
   if (it == current->clusters.end()) return false;
@@ -72,8 +78,8 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
   const auto& node = it->second->nodes()[static_cast<std::uint32_t>(index)];
   const auto previous = node.runtime->admin_state.exchange(state);
   if (previous != state) {
-    spdlog::info("node {}/{}: {} -> {}", cluster_name, node_name, config::to_string(previous),
-                 config::to_string(state));
+    spdlog::info("node {}/{}: {} -> {}{}", cluster_name, node_name, config::to_string(previous),
+                 config::to_string(state), share ? "" : " (set by a twin)");
     // Back in service: slow start, if configured, ramps its share up.
     if (state == config::AdminState::available) it->second->restart_ramp(static_cast<std::uint32_t>(index));
   }
@@ -82,6 +88,7 @@ bool Runtime::set_node_state(const std::string& cluster_name, const std::string&
                                             std::string(config::to_string(state))});
   }
   if (state == config::AdminState::offline) close_node_sessions(node.runtime.get());
+  if (share && twins_) twins_->publish_node_state(cluster_name, node_name, state);
   return true;
 }
 

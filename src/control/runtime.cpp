@@ -78,6 +78,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, RuntimeOptions optio
   publish(make_snapshot(config_));
   restore_node_states();
   restore_blocks();
+  update_twins(*config_);
 }
 
 // Opens the database (not in quick mode: without a configuration file there is no state_dir
@@ -132,6 +133,73 @@ Runtime::~Runtime() {
   admin_.reset();  // removes the socket file
   for (auto& worker : workers_) worker->stop();
   for (auto& worker : workers_) worker->join();
+  stop_twins();
+}
+
+bool Runtime::update_twins(const config::Config& cfg) {
+  std::shared_ptr<Twins> current;
+  {
+    std::lock_guard lock(twins_mutex_);
+    current = twins_;
+  }
+  if (current && cfg.twin.enabled && same_twin_config(current->config(), cfg.twin)) {
+    current->set_clusters(cfg);
+    return false;
+  }
+  if (!current && !cfg.twin.enabled) return false;
+  if (current) {
+    affinity_->set_observer(nullptr);
+    current->stop();
+  }
+  std::shared_ptr<Twins> next;
+  if (cfg.twin.enabled) {
+    // A twin's node states and routes are applied on the control thread, as an operator's are.
+    Twins::Apply apply;
+    apply.node_state = [this](std::string cluster, std::string node, config::AdminState state) {
+      asio::post(control_, [this, cluster = std::move(cluster), node = std::move(node), state] {
+        if (stopping_) return;
+        if (node_state(cluster, node) == state) return;
+        if (!change_node_state(cluster, node, state, false)) {
+          spdlog::info("twin: node {}/{} is not configured here; its state {} is not applied",
+                       cluster, node, config::to_string(state));
+        }
+      });
+    };
+    apply.route = [this](std::string listener, std::string cluster) {
+      asio::post(control_, [this, listener = std::move(listener), cluster = std::move(cluster)] {
+        if (stopping_) return;
+        const auto overridden = route_overrides_.find(listener);
+        const bool already = cluster.empty() ? overridden == route_overrides_.end()
+                                             : overridden != route_overrides_.end() &&
+                                                   overridden->second == cluster;
+        if (already) return;
+        const std::string error = change_route(listener, cluster, false);
+        if (!error.empty()) spdlog::info("twin: a route set by a twin is not applied here: {}", error);
+      });
+    };
+    next = std::make_shared<Twins>(cfg, *affinity_, std::move(apply));
+    affinity_->set_observer(next.get());
+  }
+  std::lock_guard lock(twins_mutex_);
+  if (current) retired_twins_.push_back(std::move(current));
+  twins_ = std::move(next);
+  return true;
+}
+
+void Runtime::stop_twins() {
+  affinity_->set_observer(nullptr);
+  std::lock_guard lock(twins_mutex_);
+  if (twins_) twins_->stop();
+}
+
+std::optional<state::TwinStats> Runtime::twin_stats() const {
+  std::shared_ptr<Twins> twins;
+  {
+    std::lock_guard lock(twins_mutex_);
+    twins = twins_;
+  }
+  if (!twins) return std::nullopt;
+  return twins->stats();
 }
 
 std::shared_ptr<const Runtime::Snapshot> Runtime::make_snapshot(
@@ -274,6 +342,10 @@ ReloadResult Runtime::reload() {
   auto snap = make_snapshot(next);
   publish(snap);
   config_ = next;
+  if (update_twins(*next)) {
+    result.changes.push_back(next->twin.enabled ? fmt::format("[twin] link to {} (re)started", next->twin.redis)
+                                                : std::string("[twin] removed: this balancer works alone"));
+  }
 
   for (auto it = listeners_.begin(); it != listeners_.end();) {
     const bool kept = std::any_of(next->listeners.begin(), next->listeners.end(), [&](const auto& l) {
@@ -323,6 +395,11 @@ std::map<std::string, std::string, std::less<>> Runtime::routes() const {
 }
 
 std::string Runtime::route(const std::string& listener, const std::string& cluster) {
+  return change_route(listener, cluster, true);
+}
+
+std::string Runtime::change_route(const std::string& listener, const std::string& cluster,
+                                  bool share) {
   auto it = listeners_.find(listener);
   if (it == listeners_.end()) return fmt::format("no listener named {}", listener);
   if (!cluster.empty() && config_->find_cluster(cluster) == nullptr) {
@@ -344,8 +421,9 @@ std::string Runtime::route(const std::string& listener, const std::string& clust
   next->routes[listener] = cluster.empty() ? it->second.config.cluster : cluster;
   publish(next);
   route_group(it->second, *next);
-  spdlog::info("listener {} now routes new connections to cluster {}", listener,
-               next->routes.at(listener));
+  spdlog::info("listener {} now routes new connections to cluster {}{}", listener,
+               next->routes.at(listener), share ? "" : " (set by a twin)");
+  if (share && twins_) twins_->publish_route(listener, cluster);
   return {};
 }
 

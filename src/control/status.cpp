@@ -162,6 +162,24 @@ Status take_status(const Runtime& runtime) {
   status.active_sessions = runtime.active_sessions();
   status.accept_pauses = runtime.accept_stats().pauses.load(kRelaxed);
   status.affinity_entries = runtime.affinity().size();
+  if (const auto& twin = snapshot->config->twin; twin.enabled) {
+    TwinStatus& out = status.twin.emplace();
+    out.redis = twin.redis;
+    out.instance = twin.instance;
+    if (const auto stats = runtime.twin_stats()) {
+      out.connected = stats->connected;
+      out.subscribed = stats->subscribed;
+      if (stats->since != WallTime{}) out.since = stats->since;
+      out.last_error = stats->last_error;
+      out.messages_sent = stats->messages_sent;
+      out.messages_received = stats->messages_received;
+      out.lookups_hit = stats->lookups_hit;
+      out.lookups_miss = stats->lookups_miss;
+      out.lookups_timeout = stats->lookups_timeout;
+      out.conflicts = stats->conflicts;
+      out.instances = stats->instances;
+    }
+  }
   return status;
 }
 

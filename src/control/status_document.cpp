@@ -27,6 +27,28 @@ json::value last_failure_value(const CheckStatus& check) {
                       {"at", time_value(check.last_failure_at)}};
 }
 
+// [twin]: null without it.
+json::value twin_value(const std::optional<TwinStatus>& twin) {
+  if (!twin) return nullptr;
+  json::array instances;
+  for (const auto& [name, seen] : twin->instances) {
+    instances.push_back(json::object{{"instance", name}, {"last_heard", time_value(seen)}});
+  }
+  return json::object{{"redis", twin->redis},
+                      {"instance", twin->instance},
+                      {"connected", twin->connected},
+                      {"subscribed", twin->subscribed},
+                      {"since", time_value(twin->since)},
+                      {"last_error", twin->last_error},
+                      {"messages_sent", twin->messages_sent},
+                      {"messages_received", twin->messages_received},
+                      {"lookups", json::object{{"hit", twin->lookups_hit},
+                                               {"miss", twin->lookups_miss},
+                                               {"timeout", twin->lookups_timeout}}},
+                      {"conflicts", twin->conflicts},
+                      {"instances", std::move(instances)}};
+}
+
 json::value check_value(const std::optional<CheckStatus>& check) {
   if (!check) return nullptr;
   return json::object{
@@ -114,7 +136,8 @@ boost::json::object status_document(const Status& status) {
   }
   return json::object{{"listeners", std::move(listeners)},
                       {"clusters", std::move(clusters)},
-                      {"affinity_entries", status.affinity_entries}};
+                      {"affinity_entries", status.affinity_entries},
+                      {"twin", twin_value(status.twin)}};
 }
 
 }  // namespace pb::control

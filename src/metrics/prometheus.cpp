@@ -295,6 +295,34 @@ void collect_extra(const ExtraSources& extra, std::vector<MetricFamily>& out) {
   }
 }
 
+// [twin]: only with it (a balancer that works alone has no link to report).
+void collect_twin(const control::Status& status, std::vector<MetricFamily>& out) {
+  if (!status.twin) return;
+  const control::TwinStatus& twin = *status.twin;
+  MetricFamily connected = family("twin_connected",
+                                  "1 while the link to the twins' Redis is up, else 0 (the "
+                                  "balancer then decides alone).",
+                                  MetricType::Gauge);
+  add_gauge(connected, {}, twin.connected ? 1 : 0);
+  out.push_back(std::move(connected));
+  MetricFamily messages = family("twin_messages_total",
+                                 "Changes published to the twins (sent) and received from them "
+                                 "(received).",
+                                 MetricType::Counter);
+  add_counter(messages, {{"direction", "sent"}}, as_double(twin.messages_sent));
+  add_counter(messages, {{"direction", "received"}}, as_double(twin.messages_received));
+  out.push_back(std::move(messages));
+  MetricFamily lookups = family("twin_lookups_total",
+                                "Clients unknown locally looked up in Redis, by result (hit: a "
+                                "twin knew the client; miss: nobody did; timeout: no answer "
+                                "within lookup_timeout, or Redis away).",
+                                MetricType::Counter);
+  add_counter(lookups, {{"result", "hit"}}, as_double(twin.lookups_hit));
+  add_counter(lookups, {{"result", "miss"}}, as_double(twin.lookups_miss));
+  add_counter(lookups, {{"result", "timeout"}}, as_double(twin.lookups_timeout));
+  out.push_back(std::move(lookups));
+}
+
 std::vector<MetricFamily> collect(const control::Status& status, const ExtraSources& extra) {
   std::vector<MetricFamily> out;
   collect_service(status, out);
@@ -305,6 +333,7 @@ std::vector<MetricFamily> collect(const control::Status& status, const ExtraSour
   }
   nodes.move_into(out);
   collect_extra(extra, out);
+  collect_twin(status, out);
   // A family without samples (no node has a latency yet, no listener) would be only its HELP.
   std::erase_if(out, [](const MetricFamily& f) { return f.metric.empty(); });
   return out;

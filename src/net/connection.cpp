@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include "protobalance/net/connect.hpp"
@@ -51,6 +52,7 @@ Connection::Connection(Worker& worker, std::shared_ptr<const Route> route, Fd cl
 Connection::~Connection() {
   // Reached through finish() and Worker::retire, or when the worker is destroyed with the
   // connection still open: then it is accounted as closed here.
+  if (lookup_ticket_) lookup_ticket_->connection = nullptr;
   if (phase_ != Phase::closed) {
     relay_.abort();
     release_node();
@@ -79,8 +81,7 @@ void Connection::start() {
   }
   client_fd_.set_no_delay();
   if (route_->client_phases.empty()) {
-    look_up_affinity();
-    choose_node();
+    if (look_up_affinity()) choose_node();
     return;
   }
   phase_ = Phase::client;
@@ -149,6 +150,7 @@ void Connection::on_poll(void* self, PollSlot& slot) {
       c.relay_.on_poll(slot);
       c.after_relay_step();
       break;
+    case Phase::lookup:  // a client closing meanwhile is seen by the relay
     case Phase::choose:
     case Phase::closed:
       break;
@@ -166,6 +168,13 @@ void Connection::on_deadline(void* self, bool abandoned) {
       c.reject(phase.reject_reason(), "client_phase_timeout");
       break;
     }
+    case Phase::lookup:
+      // The twins did not answer in time (the link answers by lookup_timeout; this is the
+      // margin): choose alone. A late answer finds the ticket cleared.
+      c.lookup_ticket_->connection = nullptr;
+      c.lookup_ticket_.reset();
+      c.choose_node();
+      break;
     case Phase::connect:
     case Phase::node:
       c.on_connect_result(asio::error::timed_out);
@@ -253,8 +262,7 @@ void Connection::run_client_phases() {
   }
   deadline_.disarm();
   if (facts_.sni_route >= 0) take_sni_route();
-  look_up_affinity();
-  choose_node();
+  if (look_up_affinity()) choose_node();
 }
 
 // The client's TLS server name matched a [[listener.route]]: from now on the connection is
@@ -270,17 +278,58 @@ void Connection::take_sni_route() {
 
 // The client's affinity entry, looked up once the client is known (after the client phases).
 // Its node, if still configured, is preferred by the first choice (then its fall-over chain).
-void Connection::look_up_affinity() {
+// Returns false when the connection waits for its twins' answer (a client unknown locally, with
+// [twin]): on_shared_answer() or the deadline goes on with the choice.
+bool Connection::look_up_affinity() {
   const balance::Cluster& cluster = *route_->cluster;
   const auto& cfg = cluster.config().affinity;
   affinity_enabled_ = cfg.enabled && route_->affinity != nullptr;
-  if (!affinity_enabled_) return;
+  if (!affinity_enabled_) return true;
   affinity_key_ = affinity::make_key(facts_.source.address(), cfg.prefix_v4, cfg.prefix_v6);
   const auto recorded = route_->affinity->lookup(cluster.name(), affinity_key_,
                                                  std::chrono::system_clock::now(), cfg.ttl);
   had_affinity_record_ = recorded.has_value();
-  if (recorded) affine_ = cluster.find(*recorded);
+  if (recorded) {
+    affine_ = cluster.find(*recorded);
+  } else if (route_->shared_affinity != nullptr) {
+    auto ticket = std::make_shared<LookupTicket>(LookupTicket{this});
+    Worker* worker = &worker_;
+    const bool asked = route_->shared_affinity->lookup(
+        cluster.name(), affinity_key_, [worker, ticket](std::optional<std::string> answer) {
+          // On a link thread: only the worker may touch the connection.
+          asio::post(worker->context(), [ticket, answer = std::move(answer)]() mutable {
+            if (ticket->connection != nullptr) ticket->connection->on_shared_answer(std::move(answer));
+          });
+        });
+    if (asked) {
+      phase_ = Phase::lookup;
+      lookup_ticket_ = std::move(ticket);
+      worker_.arm(deadline_, route_->shared_affinity->timeout() + std::chrono::milliseconds(100));
+      return false;
+    }
+  }
   preferred_ = affine_;
+  return true;
+}
+
+// The twins' answer for a client unknown locally: their node, when still configured here, is
+// kept locally (no need to share it back) and preferred; without one the algorithm chooses
+// alone and the decision is shared when the connection is recorded.
+void Connection::on_shared_answer(std::optional<std::string> answer) {
+  deadline_.disarm();
+  lookup_ticket_->connection = nullptr;
+  lookup_ticket_.reset();
+  const balance::Cluster& cluster = *route_->cluster;
+  if (answer) {
+    affine_ = cluster.find(*answer);
+    if (affine_ >= 0) {
+      route_->affinity->pin(cluster.name(), affinity_key_, *answer, std::chrono::system_clock::now(),
+                            affinity::AffinityMap::Source::twin);
+      had_affinity_record_ = true;
+    }
+  }
+  preferred_ = affine_;
+  choose_node();
 }
 
 // Records which node served an affine client. The entry moves to the serving node unless its
@@ -589,6 +638,7 @@ void Connection::release_node() {
 void Connection::finish(std::string_view outcome) {
   if (phase_ == Phase::closed) return;
   phase_ = Phase::closed;
+  if (lookup_ticket_) lookup_ticket_->connection = nullptr;  // a twin answer still on its way
   deadline_.disarm();
   turn_.unlink();
   client_slot_.detach();

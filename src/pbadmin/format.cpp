@@ -157,6 +157,64 @@ std::string format_sni_routes(const json::object& status) {
   return text;
 }
 
+// [twin]: the link's state and the twins heard recently; nothing without [twin].
+std::string format_twin(const json::object& status) {
+  const json::value* value = member(status, "twin");
+  if (value == nullptr || !value->is_object()) return {};
+  const auto& t = value->as_object();
+  std::string text = "\ntwin ";
+  text += string_of(t, "instance");
+  text += " via Redis ";
+  text += string_of(t, "redis");
+  text += ": ";
+  if (bool_of(t, "connected")) {
+    text += "connected since ";
+    text += string_of(t, "since");
+    if (!bool_of(t, "subscribed")) text += " (not subscribed yet)";
+  } else {
+    text += "not connected";
+    const std::string since = string_of(t, "since");
+    if (since != "-") {
+      text += " since ";
+      text += since;
+    }
+    const std::string error = string_of(t, "last_error");
+    if (!error.empty() && error != "-") {
+      text += " (";
+      text += error;
+      text += ')';
+    }
+  }
+  text += "\n  messages sent ";
+  text += number_of(t, "messages_sent");
+  text += ", received ";
+  text += number_of(t, "messages_received");
+  if (const json::value* lookups = member(t, "lookups"); lookups != nullptr && lookups->is_object()) {
+    const auto& l = lookups->as_object();
+    text += "; lookups hit ";
+    text += number_of(l, "hit");
+    text += ", miss ";
+    text += number_of(l, "miss");
+    text += ", timeout ";
+    text += number_of(l, "timeout");
+  }
+  text += "\n  twins heard in the last 10 minutes: ";
+  std::string twins;
+  if (const json::array* instances = array_of(t, "instances")) {
+    for (const auto& item : *instances) {
+      if (!item.is_object()) continue;
+      if (!twins.empty()) twins += ", ";
+      twins += string_of(item.as_object(), "instance");
+      twins += " (";
+      twins += string_of(item.as_object(), "last_heard");
+      twins += ')';
+    }
+  }
+  text += twins.empty() ? std::string("none") : twins;
+  text += '\n';
+  return text;
+}
+
 }  // namespace
 
 std::string format_status(const boost::json::object& status) {
@@ -214,6 +272,7 @@ std::string format_status(const boost::json::object& status) {
                              rows, "  ");
     }
   }
+  text += format_twin(status);
   return text;
 }
 

@@ -39,7 +39,11 @@ const std::string kSourceDir = PB_SOURCE_DIR;
 // Exported only when its feature is on ([access_log] enabled), which the patterns here leave off.
 const std::set<std::string> kSourcedMetrics = {"protobalance_access_log_records_total",
                                                // only once an agent reported ([cluster.agent])
-                                               "protobalance_node_agent_value"};
+                                               "protobalance_node_agent_value",
+                                               // only with [twin] (twin_test.cpp)
+                                               "protobalance_twin_connected",
+                                               "protobalance_twin_messages_total",
+                                               "protobalance_twin_lookups_total"};
 
 // ---- Prometheus helpers (and support/scrape.hpp) ----
 

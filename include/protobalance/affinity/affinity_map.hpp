@@ -19,6 +19,7 @@
 
 #include "protobalance/affinity/client_key.hpp"
 #include "protobalance/affinity/entry_store.hpp"
+#include "protobalance/affinity/shared_lookup.hpp"
 #include "protobalance/config/config.hpp"
 
 namespace pb::affinity {
@@ -72,13 +73,25 @@ class AffinityMap {
   void record(std::string_view cluster, const ClientKey& key, std::string_view node,
               Clock::time_point now);
 
-  // Sets the client's node by operator request (creates the entry if needed); written at once.
-  void pin(std::string_view cluster, const ClientKey& key, std::string_view node,
-           Clock::time_point now);
+  // Who asked for a change: this balancer (an operator, a connection), or a twin (then the
+  // observer is not told: the change is already shared).
+  enum class Source : std::uint8_t { local, twin };
 
-  // Removes the client's entry; false when there was none (the store is told either way, in
-  // case the database holds a row the map does not).
-  bool forget(std::string_view cluster, const ClientKey& key);
+  // Sets the client's node by operator request, or as a twin decided it (creates the entry if
+  // needed; last_seen moves forward only); written at once.
+  void pin(std::string_view cluster, const ClientKey& key, std::string_view node,
+           Clock::time_point now, Source source = Source::local);
+
+  // Removes the client's entry; false when there was none (the store and the observer are told
+  // either way, in case the database or a twin holds an entry the map does not).
+  bool forget(std::string_view cluster, const ClientKey& key, Source source = Source::local);
+
+  // Who is told of local decisions (twins); null = nobody. The observer must stay alive until
+  // it is replaced and every call that may have read it has returned (the runtime keeps the
+  // ones it replaced until it ends).
+  void set_observer(AffinityObserver* observer) {
+    observer_.store(observer, std::memory_order_release);
+  }
 
   // Erases every entry expired at `now` under its cluster's TTL; returns how many. Call it every
   // few seconds so that clients that never come back do not hold memory.
@@ -173,6 +186,7 @@ class AffinityMap {
   void run_load(const std::function<void()>& hold);
 
   EntryStore* store_;
+  std::atomic<AffinityObserver*> observer_{nullptr};
   std::int64_t grain_s_;
   std::array<Shard, kShards> shards_;
   std::atomic<std::size_t> size_{0};

@@ -21,6 +21,7 @@
 #include "protobalance/config/config.hpp"
 #include "protobalance/control/admin_api.hpp"
 #include "protobalance/control/status.hpp"
+#include "protobalance/control/twins.hpp"
 #include "protobalance/net/guards.hpp"
 #include "protobalance/net/listener.hpp"
 #include "protobalance/net/worker.hpp"
@@ -122,6 +123,8 @@ class Runtime final : public Balancer {
   state::Store* store() { return store_.get(); }
   // Live sessions over all workers.
   std::size_t active_sessions() const;
+  // The twin link's figures; nullopt without [twin]. Safe from any thread.
+  std::optional<state::TwinStats> twin_stats() const;
 
   unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
   // The bound address of each listener (port 0 in the config is resolved here).
@@ -170,6 +173,17 @@ class Runtime final : public Balancer {
 
   // Node states (node_states.cpp; set_node_state and node_state above).
   void restore_node_states();
+  // set_node_state, also for a state a twin set (`share` false: not published again).
+  bool change_node_state(const std::string& cluster, const std::string& node,
+                         config::AdminState state, bool share);
+  // route(), also for a route a twin set (`share` false: not published again).
+  std::string change_route(const std::string& listener, const std::string& cluster, bool share);
+
+  // Twins (runtime.cpp): creates, keeps or replaces the link for `cfg`'s [twin]; false when it
+  // changed nothing.
+  bool update_twins(const config::Config& cfg);
+  // Stops every link; before the workers' contexts and the map go away.
+  void stop_twins();
   // Closes the live connections to a node on every worker (node offline), unless the node is
   // available again when a worker gets to it.
   void close_node_sessions(const balance::NodeRuntime* target);
@@ -214,6 +228,11 @@ class Runtime final : public Balancer {
   boost::asio::system_timer block_expiry_timer_{control_};
   // The admin API (not in quick mode). Declared after control_, whose sockets it holds.
   std::unique_ptr<AdminServer> admin_;
+  // [twin]: the link to the other balancers (null without). Routes and the map name it by raw
+  // pointer, so one replaced by a reload is stopped and kept (in retired_twins_) until the end.
+  std::shared_ptr<Twins> twins_;  // read by twin_stats() from other threads: twins_mutex_
+  std::vector<std::shared_ptr<Twins>> retired_twins_;
+  mutable std::mutex twins_mutex_;
 };
 
 }  // namespace pb::control

@@ -108,12 +108,30 @@ struct ListenerStatus {
   bool routed() const { return cluster != configured_cluster; }
 };
 
+// [twin]: the link to the other balancers through Redis.
+struct TwinStatus {
+  std::string redis;     // as configured
+  std::string instance;  // this balancer's name
+  bool connected = false;   // the command connection to Redis is up
+  bool subscribed = false;  // the twins' messages reach us
+  std::optional<WallTime> since;  // of the last change of `connected`; none before the first
+  std::string last_error;         // why it is not connected; empty when connected
+  std::uint64_t messages_sent = 0;
+  std::uint64_t messages_received = 0;
+  std::uint64_t lookups_hit = 0;
+  std::uint64_t lookups_miss = 0;
+  std::uint64_t lookups_timeout = 0;  // also lookups answered at once while Redis was away
+  std::uint64_t conflicts = 0;        // first connections of a client decided first by a twin
+  std::vector<std::pair<std::string, WallTime>> instances;  // twins heard in the last 10 min
+};
+
 struct Status {
   std::vector<ListenerStatus> listeners;  // in configuration order
   std::vector<ClusterStatus> clusters;    // in configuration order
   std::uint64_t active_sessions = 0;      // client connections over all workers
   std::uint64_t accept_pauses = 0;        // listeners paused for want of descriptors
   std::uint64_t affinity_entries = 0;
+  std::optional<TwinStatus> twin;  // none without [twin]
 };
 
 // Reads the runtime's current snapshot and counters now. Safe from any thread; takes the

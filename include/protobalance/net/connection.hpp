@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/system/error_code.hpp>
@@ -32,6 +34,7 @@ enum class CloseCause : std::uint8_t {
 // phases, each with a deadline where it waits for the network:
 //
 //   client phases (Route::client_phases: PROXY header in, ...)  deadline: the phase's timeout
+//   -> twin lookup (a client unknown locally, with [twin])       deadline: lookup_timeout + margin
 //   -> choose a node (affinity, algorithm, fall-over chain)
 //   -> connect                                                   deadline: connect_timeout
 //   -> node phase (PROXY header out, when the node wants one)    deadline: connect_timeout
@@ -44,7 +47,7 @@ enum class CloseCause : std::uint8_t {
 // finish(): accounting, access log, sockets closed, handed to the worker to be freed.
 class Connection : public ConnectionHook {
  public:
-  enum class Phase : std::uint8_t { client, choose, connect, node, relay, closed };
+  enum class Phase : std::uint8_t { client, lookup, choose, connect, node, relay, closed };
 
   // `peer`: the client's address as accept() reported it.
   Connection(Worker& worker, std::shared_ptr<const Route> route, Fd client,
@@ -80,7 +83,8 @@ class Connection : public ConnectionHook {
   bool enter_client_phase();
   void run_client_phases();
   void take_sni_route();
-  void look_up_affinity();
+  bool look_up_affinity();
+  void on_shared_answer(std::optional<std::string> answer);
   void record_affinity(std::uint32_t served);
   void choose_node();
   void next_node();
@@ -108,6 +112,12 @@ class Connection : public ConnectionHook {
   Relay relay_;
   balance::TriedSet tried_;
   std::unique_ptr<AccessRecord> log_;  // only with an access log
+  // While a twin lookup is out: the answer, posted to this worker, finds the connection through
+  // it, or finds it cleared when the connection closed meanwhile (worker thread only).
+  struct LookupTicket {
+    Connection* connection;
+  };
+  std::shared_ptr<LookupTicket> lookup_ticket_;
   std::unique_ptr<std::uint8_t[]> header_;  // PROXY header out not yet sent (rarely needed)
   std::chrono::steady_clock::time_point started_;  // for the access log's duration
   std::chrono::steady_clock::time_point connect_started_;

@@ -10,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "protobalance/affinity/affinity_map.hpp"
+#include "protobalance/affinity/shared_lookup.hpp"
 #include "protobalance/balance/cluster.hpp"
 #include "protobalance/net/access_record.hpp"
 #include "protobalance/net/client_phase.hpp"
@@ -49,6 +50,9 @@ struct Route {
   // [[listener.route]] in order: where a connection goes when its TLS server name matched
   // route i (ClientFacts::sni_route); each has its route's cluster and no client phase.
   std::vector<std::shared_ptr<const Route>> sni_routes;
+  // Twins ([twin]): where a client unknown to `affinity` is looked up before a node is chosen;
+  // null without [twin]. Outlives every route that names it (the runtime keeps it).
+  affinity::SharedLookup* shared_affinity = nullptr;
 };
 
 }  // namespace pb::net

@@ -1,8 +1,8 @@
 #pragma once
 
-// TwinLink: what one balancer shares with its twins through Redis (issue 13). Built and tested on
-// its own; the daemon does not use it yet (lookups, node states, routes, status and metrics are
-// wired in later).
+// TwinLink: what one balancer shares with its twins through Redis. The daemon uses it through
+// control::Twins (control/twins.hpp), which ties it to the affinity map, node states, routes,
+// status and metrics.
 //
 // Threads. The link owns three threads of its own and never runs Redis I/O on the caller's:
 //  - the command thread owns the command connection (SET/GET/DEL/PUBLISH/SCAN) and works through

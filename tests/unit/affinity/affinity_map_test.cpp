@@ -351,5 +351,55 @@ TEST(AffinityMap, Loads100kEntriesFromDatabase) {
             "node" + std::to_string(12345 % 8));
 }
 
+// Records what the map tells its observer, as text.
+struct RecordingObserver final : AffinityObserver {
+  std::vector<std::string> events;
+  void decided(std::string_view cluster, const ClientKey& k, std::string_view node,
+               Clock::time_point, bool moved) override {
+    events.push_back((moved ? "moved " : "decided ") + std::string(cluster) + " " + k.to_string() +
+                     " " + std::string(node));
+  }
+  void pinned(std::string_view cluster, const ClientKey& k, std::string_view node,
+              Clock::time_point) override {
+    events.push_back("pinned " + std::string(cluster) + " " + k.to_string() + " " + std::string(node));
+  }
+  void forgotten(std::string_view cluster, const ClientKey& k) override {
+    events.push_back("forgotten " + std::string(cluster) + " " + k.to_string());
+  }
+};
+
+TEST(AffinityMap, ObserverHearsLocalDecisionsOnly) {
+  // Verifies that the observer is told of new and moved entries, local pins and forgets, but
+  // not of connections that change nothing, nor of changes that came from a twin (which are
+  // still stored and persisted like local ones).
+  TempDir dir;
+  Store store(dir.path());
+  AffinityMap map(&store);
+  RecordingObserver observer;
+  map.set_observer(&observer);
+  map.record("web", key("10.0.0.1"), "a", kT0);
+  map.record("web", key("10.0.0.1"), "a", kT0 + 1s);  // same node: nothing to share
+  map.record("web", key("10.0.0.1"), "b", kT0 + 2s);  // moved
+  map.pin("web", key("10.0.0.2"), "a", kT0);
+  map.forget("web", key("10.0.0.1"));
+  map.forget("web", key("10.0.0.9"));  // unknown here, maybe known to a twin
+  map.pin("web", key("10.0.0.3"), "b", kT0, AffinityMap::Source::twin);
+  map.forget("web", key("10.0.0.2"), AffinityMap::Source::twin);
+  EXPECT_EQ(observer.events,
+            (std::vector<std::string>{"decided web 10.0.0.1 a", "moved web 10.0.0.1 b",
+                                      "pinned web 10.0.0.2 a", "forgotten web 10.0.0.1",
+                                      "forgotten web 10.0.0.9"}));
+  EXPECT_EQ(map.lookup("web", key("10.0.0.3"), kT0, 1h), "b");
+  EXPECT_EQ(map.lookup("web", key("10.0.0.2"), kT0, 1h), std::nullopt);
+  store.flush();
+  const auto rows = disk(store);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].client, "10.0.0.3");
+  EXPECT_EQ(rows[0].node, "b");
+  map.set_observer(nullptr);
+  map.record("web", key("10.0.0.4"), "a", kT0);
+  EXPECT_EQ(observer.events.size(), 5u);
+}
+
 }  // namespace
 }  // namespace pb::affinity

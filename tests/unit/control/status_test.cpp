@@ -6,12 +6,14 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <boost/json/object.hpp>
 
 #include "protobalance/control/runtime.hpp"
 #include "protobalance/control/status.hpp"
 #include "protobalance/control/status_document.hpp"
+#include "support/backend.hpp"
 #include "support/process.hpp"
 
 namespace pb::control {
@@ -151,6 +153,49 @@ TEST_F(TakeStatus, ReadsTheNodesCountersAndStates) {
   const auto& failure = doc_alpha.at("check").as_object().at("last_failure").as_object();
   EXPECT_EQ(failure.at("reason"), "mismatch");
   EXPECT_EQ(failure.at("detail"), "got \"nope\"");
+}
+
+}  // namespace
+}  // namespace pb::control
+
+namespace pb::control {
+namespace {
+
+TEST(TwinStatus, AbsentWithoutTwinAndShowsAnUnreachableRedisWithIt) {
+  // Verifies that the status has no twin part without [twin], and with [twin] pointing at a
+  // port where nothing listens: this instance, not connected, why, and a "twin" object in the
+  // status document.
+  test::TempDir dir;
+  auto plain = load_config(dir.write("plain.toml", kConfig));
+  ASSERT_TRUE(plain.config);
+  {
+    Runtime runtime(plain.config, RuntimeOptions{1});
+    const Status status = take_status(runtime);
+    EXPECT_FALSE(status.twin.has_value());
+    EXPECT_TRUE(status_document(status).at("twin").is_null());
+  }
+  const std::string closed = test::closed_port_address();
+  auto twin = load_config(dir.write(
+      "twin.toml", std::string(kConfig) + "[twin]\nredis = \"" + closed + "\"\ninstance = \"lb7\"\n"));
+  ASSERT_TRUE(twin.config) << (twin.errors.empty() ? "" : twin.errors[0].to_string());
+  Runtime runtime(twin.config, RuntimeOptions{1});
+  Status status = take_status(runtime);
+  ASSERT_TRUE(status.twin.has_value());
+  EXPECT_EQ(status.twin->instance, "lb7");
+  EXPECT_EQ(status.twin->redis, closed);
+  EXPECT_FALSE(status.twin->connected);
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (status.twin->last_error.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);  // polling the link's first attempt, bounded
+    status = take_status(runtime);
+  }
+  EXPECT_NE(status.twin->last_error.find("cannot connect to Redis at " + closed), std::string::npos)
+      << status.twin->last_error;
+  const auto document = status_document(status);
+  const auto& t = document.at("twin").as_object();
+  EXPECT_EQ(t.at("instance").as_string(), "lb7");
+  EXPECT_FALSE(t.at("connected").as_bool());
+  EXPECT_EQ(t.at("lookups").as_object().at("hit").to_number<std::int64_t>(), 0);
 }
 
 }  // namespace

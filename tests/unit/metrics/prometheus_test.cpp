@@ -263,6 +263,29 @@ TEST_F(Collector, ExportsSourcedMetricsOnlyWhenTheirSourceIsSet) {
   EXPECT_TRUE(has_line(text, R"(protobalance_access_log_records_total{result="dropped"} 7)"));
 }
 
+TEST_F(Collector, ExportsTheTwinLinkOnlyWithTwin) {
+  // Verifies that the twin metrics are absent without [twin], and with it carry the link's
+  // state and counters by direction and result.
+  auto status = control::take_status(*runtime_);
+  EXPECT_EQ(render_text(status, {}).find("protobalance_twin_"), std::string::npos);
+  control::TwinStatus& twin = status.twin.emplace();
+  twin.connected = true;
+  twin.messages_sent = 12;
+  twin.messages_received = 9;
+  twin.lookups_hit = 3;
+  twin.lookups_miss = 14;
+  twin.lookups_timeout = 2;
+  const std::string text = render_text(status, {});
+  EXPECT_TRUE(has_line(text, "protobalance_twin_connected 1"));
+  EXPECT_TRUE(has_line(text, R"(protobalance_twin_messages_total{direction="sent"} 12)"));
+  EXPECT_TRUE(has_line(text, R"(protobalance_twin_messages_total{direction="received"} 9)"));
+  EXPECT_TRUE(has_line(text, R"(protobalance_twin_lookups_total{result="hit"} 3)"));
+  EXPECT_TRUE(has_line(text, R"(protobalance_twin_lookups_total{result="miss"} 14)"));
+  EXPECT_TRUE(has_line(text, R"(protobalance_twin_lookups_total{result="timeout"} 2)"));
+  twin.connected = false;
+  EXPECT_TRUE(has_line(render_text(status, {}), "protobalance_twin_connected 0"));
+}
+
 TEST_F(Collector, ExportsCheckFailuresAgentValuesAndCheckDownAsNotUp) {
   // Verifies the node health metrics (issue 12): failed checks by reason, the agent's values by
   // name, and node_up 0 for a node down by its checks or its agent.
@@ -319,7 +342,10 @@ TEST_F(Collector, DashboardQueriesOnlyMetricsTheExporterExports) {
     std::lock_guard lock(alpha.agent_mutex);
     alpha.agent_values = {{"cpu", 0.5}};
   }
-  const auto names = family_names(render(every_source()));
+  // The twin metrics exist only with [twin].
+  auto status = control::take_status(*runtime_);
+  status.twin.emplace();
+  const auto names = family_names(render_text(status, every_source()));
   const std::regex metric("protobalance_[a-z0-9_]+");
   int checked = 0;
   for (std::sregex_iterator it(json.begin(), json.end(), metric), end; it != end; ++it) {
