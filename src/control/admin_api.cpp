@@ -13,6 +13,8 @@
 #include <spdlog/spdlog.h>
 
 #include "protobalance/affinity/client_key.hpp"
+#include "protobalance/config/duration.hpp"
+#include "protobalance/config/utc_time.hpp"
 #include "protobalance/control/status_document.hpp"
 
 namespace pb::control {
@@ -256,6 +258,112 @@ AdminResponse delete_affinity(Balancer& balancer, const RequestTarget& target) {
   return AdminResponse{200, json::object{{"forgotten", std::move(forgotten)}}, {}};
 }
 
+// ---- the block list ----
+
+// The longest --for taken; a block meant to last longer is one without an end.
+constexpr std::chrono::hours kLongestBlock{24 * 3650};
+
+std::int64_t unix_seconds(net::BlockClock::time_point t, bool round_up) {
+  const auto since = t.time_since_epoch();
+  const auto whole = std::chrono::duration_cast<std::chrono::seconds>(since);
+  return whole.count() + (round_up && whole < since ? 1 : 0);
+}
+
+json::object block_object(const net::Block& block) {
+  return json::object{
+      {"network", net::network_text(block.network)},
+      {"listener", block.listener.empty() ? json::value(nullptr) : json::value(block.listener)},
+      {"created", config::format_utc(unix_seconds(block.created, false))},
+      {"expires", block.expires
+                      ? json::value(config::format_utc(unix_seconds(*block.expires, true)))
+                      : json::value(nullptr)}};
+}
+
+json::array block_array(const std::vector<net::Block>& blocks) {
+  json::array array;
+  for (const auto& block : blocks) array.push_back(block_object(block));
+  return array;
+}
+
+// A network from a request, or the 400 that says what is expected.
+std::variant<net::Cidr, AdminResponse> network_field(const std::string& text) {
+  auto parsed = net::parse_cidr(text);
+  if (!parsed.cidr) return error_response(400, "network: " + parsed.error);
+  return *parsed.cidr;
+}
+
+// The listener names of the configuration, for messages.
+std::string listener_names(const config::Config& cfg) {
+  std::string text;
+  for (const auto& listener : cfg.listeners) text += (text.empty() ? "" : ", ") + listener.name;
+  return text;
+}
+
+AdminResponse put_block(Balancer& balancer, std::string_view body) {
+  auto parsed = parse_fields(body, {"network"}, {"for", "listener"});
+  if (auto* refused = std::get_if<AdminResponse>(&parsed)) return std::move(*refused);
+  const auto& values = std::get<Fields>(parsed).values;
+  auto network = network_field(values.at("network"));
+  if (auto* refused = std::get_if<AdminResponse>(&network)) return std::move(*refused);
+
+  net::Block block;
+  block.network = std::get<net::Cidr>(network);
+  block.created = net::BlockClock::now();
+  if (const auto it = values.find("for"); it != values.end()) {
+    const auto length = config::parse_duration(it->second);
+    if (!length || length->count() <= 0 || *length > kLongestBlock) {
+      return error_response(400, fmt::format("for: '{}' is not a duration between 1s and 3650d "
+                                             "(e.g. 90s, 10m, 12h, 30d); leave it out for a "
+                                             "block without an end",
+                                             it->second));
+    }
+    // Whole seconds, rounded up: what the database and the documents hold, never shorter than
+    // asked.
+    const auto end = block.created + *length;
+    block.expires = net::BlockClock::time_point(std::chrono::seconds(unix_seconds(end, true)));
+  }
+  if (const auto it = values.find("listener"); it != values.end()) {
+    block.listener = it->second;
+    const auto cfg = balancer.config();
+    const bool known = std::any_of(cfg->listeners.begin(), cfg->listeners.end(),
+                                   [&](const auto& l) { return l.name == block.listener; });
+    if (block.listener.empty() || !known) {
+      return error_response(404, fmt::format("no listener named '{}'; listeners: {}",
+                                             block.listener, listener_names(*cfg)));
+    }
+  }
+  const std::string problem = balancer.block(block);
+  if (!problem.empty()) return error_response(404, problem);
+  return AdminResponse{200, json::object{{"block", block_object(block)}}, {}};
+}
+
+AdminResponse delete_block(Balancer& balancer, const RequestTarget& target) {
+  std::string network_text;
+  std::optional<std::string> listener;
+  for (const auto& [key, value] : target.query) {
+    if (key == "network") {
+      network_text = value;
+    } else if (key == "listener") {
+      listener = value;
+    } else {
+      return error_response(400, fmt::format("unknown query parameter '{}'; expected network and "
+                                             "optionally listener",
+                                             key));
+    }
+  }
+  if (network_text.empty()) {
+    return error_response(400, "missing query parameter network (DELETE /v1/blocks?network=N)");
+  }
+  auto network = network_field(network_text);
+  if (auto* refused = std::get_if<AdminResponse>(&network)) return std::move(*refused);
+  const auto removed = balancer.unblock(std::get<net::Cidr>(network), listener);
+  if (removed.empty()) {
+    return error_response(404, fmt::format("no block of {}{}", network_text,
+                                           listener ? " on listener " + *listener : std::string()));
+  }
+  return AdminResponse{200, json::object{{"unblocked", block_array(removed)}}, {}};
+}
+
 // A handler that changes the balancer: refused while it stops, since a reload or a route would
 // open listeners that the stop has just closed.
 AdminHandler change(Balancer& balancer, AdminHandler apply) {
@@ -288,6 +396,13 @@ AdminRouteTable admin_routes(Balancer& balancer) {
             change(b, [&b](const AdminRequest& r) { return put_affinity(b, r.body); }));
   table.add("DELETE", "/v1/affinity",
             change(b, [&b](const AdminRequest& r) { return delete_affinity(b, r.target); }));
+  table.add("GET", "/v1/blocks", [&b](const AdminRequest&) {
+    return AdminResponse{200, json::object{{"blocks", block_array(b.blocks())}}, {}};
+  });
+  table.add("PUT", "/v1/blocks",
+            change(b, [&b](const AdminRequest& r) { return put_block(b, r.body); }));
+  table.add("DELETE", "/v1/blocks",
+            change(b, [&b](const AdminRequest& r) { return delete_block(b, r.target); }));
   return table;
 }
 

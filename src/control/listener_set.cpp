@@ -57,6 +57,10 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
         group.config.trusted_proxies, group.config.proxy_timeout));
   }
   // Guards run on the client the PROXY header named.
+  if (block_list_->current()->applies_to(group.config.name)) {
+    client_phases.push_back(
+        std::make_shared<const net::BlockCheck>(group.config.name, block_list_));
+  }
   for (auto& phase : guards_.phases(group.config)) client_phases.push_back(std::move(phase));
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     // Each worker gets its own Route object: its reference count is then written by that

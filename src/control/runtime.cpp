@@ -77,6 +77,7 @@ Runtime::Runtime(std::shared_ptr<const config::Config> cfg, RuntimeOptions optio
   }
   publish(make_snapshot(config_));
   restore_node_states();
+  restore_blocks();
   update_twins(*config_);
 }
 

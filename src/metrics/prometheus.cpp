@@ -211,7 +211,8 @@ void collect_listeners(const control::Status& status, std::vector<MetricFamily>&
                                  "max_client_connections reached; client_rate: max_client_rate "
                                  "exceeded; validation: first bytes did not match "
                                  "[listener.validate]; tls: no valid TLS ClientHello where SNI "
-                                 "routes need one).",
+                                 "routes need one; blocked: source on the block list "
+                                 "(pbadmin block)).",
                                  MetricType::Counter);
   MetricFamily route = family("listener_route",
                               "Where the listener sends new connections: the cluster is in the "

@@ -37,6 +37,15 @@ std::string Cidr::to_string() const {
   return address.to_string() + "/" + std::to_string(prefix);
 }
 
+bool Cidr::contains(const ip::address& address) const {
+  const auto bytes = as_v6_bytes(address);
+  for (unsigned bit = 0; bit < prefix; ++bit) {
+    const auto mask = static_cast<unsigned char>(0x80u >> (bit % 8));
+    if ((bytes[bit / 8] & mask) != (network[bit / 8] & mask)) return false;
+  }
+  return true;
+}
+
 CidrResult parse_cidr(std::string_view text) {
   const auto slash = text.find('/');
   const std::string_view address_text = text.substr(0, slash);

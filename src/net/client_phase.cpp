@@ -12,6 +12,7 @@ std::string_view to_string(RejectReason reason) {
     case RejectReason::client_rate: return "client_rate";
     case RejectReason::validation: return "validation";
     case RejectReason::tls: return "tls";
+    case RejectReason::blocked: return "blocked";
   }
   return "unknown";
 }

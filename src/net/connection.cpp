@@ -104,7 +104,9 @@ bool Connection::enter_client_phase() {
 // false (the connection finished) if that failed.
 bool Connection::register_client() {
   if (client_slot_.registered) return true;
-  client_slot_.readable = true;  // the client may have sent already
+  // Bytes the client sent already are reported by the registration's first event: no read is
+  // tried before it (one that would find nothing cost a system call on half the connections).
+  client_slot_.readable = false;
   if (!worker_.poller().add(client_fd_.native_handle(), client_slot_)) {
     const auto ec = last_error();
     if (is_local_shortage(ec)) {

@@ -48,6 +48,16 @@ std::chrono::milliseconds client_hello_timeout(const config::ListenerConfig& lis
   return listener.validate ? listener.validate->timeout : std::chrono::seconds(5);
 }
 
+// Logs a refused client at info level, at most once a minute per client (see RefusalLog).
+void log_refusal(const RefusalLog& log, std::string_view listener,
+                 const boost::asio::ip::address& client, std::string_view why) {
+  if (spdlog::should_log(spdlog::level::info) &&
+      log.should_log(client, std::chrono::steady_clock::now())) {
+    spdlog::info("{}: client {} refused: {} (logged once a minute per client)", listener,
+                 client.to_string(), why);
+  }
+}
+
 }  // namespace
 
 void validate_guards(const config::Config& cfg, std::vector<Diagnostic>& errors) {
@@ -107,12 +117,7 @@ bool RefusalLog::should_log(const boost::asio::ip::address& client,
 
 Verdict ClientAdmission::refuse(const ClientFacts& facts, RejectReason reason,
                                 std::string_view why) const {
-  const auto& client = facts.source.address();
-  if (spdlog::should_log(spdlog::level::info) &&
-      log_.should_log(client, std::chrono::steady_clock::now())) {
-    spdlog::info("{}: client {} refused: {} (logged once a minute per client)", listener_,
-                 client.to_string(), why);
-  }
+  log_refusal(log_, listener_, facts.source.address(), why);
   return Verdict::reject(why, reason);
 }
 
@@ -131,6 +136,15 @@ Verdict ClientAdmission::inspect(std::span<const std::uint8_t>, bool, ClientFact
   }
   facts.client_ticket = std::move(admission.ticket);
   return Verdict::pass();
+}
+
+Verdict BlockCheck::inspect(std::span<const std::uint8_t>, bool, ClientFacts& facts) const {
+  const auto& client = facts.source.address();
+  if (!blocks_->current_here().blocks(client, listener_, BlockClock::now())) {
+    return Verdict::pass();
+  }
+  log_refusal(log_, listener_, client, "blocked");
+  return Verdict::reject("blocked");
 }
 
 Verdict FirstBytesCheck::inspect(std::span<const std::uint8_t> peeked, bool peer_closed,

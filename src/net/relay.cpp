@@ -57,14 +57,15 @@ void Relay::start(Fd& client, Fd& node, PollSlot& client_slot, PollSlot& node_sl
   consumed_ = false;
   stopping_ = false;
   started_ = true;
-  // The client has usually sent already (its request): try it first. A node connected a moment
-  // ago has rarely sent anything yet: wait for its event unless one said it has.
-  pump(up_);
-  if (down_.state == State::running) {
-    if (down_.from_slot->readable || stopping_) {
-      pump(down_);
+  // A direction reads once its socket is known to be readable: a socket registered a moment ago
+  // reports the bytes queued on it with its first event, so no read that would find nothing
+  // (EAGAIN) is tried.
+  for (Direction* d : {&up_, &down_}) {
+    if (d->state != State::running) continue;  // ended by the other direction's error
+    if (d->from_slot->readable || stopping_) {
+      pump(*d);
     } else {
-      down_.state = State::waiting_read;
+      d->state = State::waiting_read;
     }
   }
 }

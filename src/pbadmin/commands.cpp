@@ -15,6 +15,7 @@
 
 #include "protobalance/affinity/client_key.hpp"
 #include "protobalance/config/config.hpp"
+#include "protobalance/config/duration.hpp"
 #include "protobalance/pbadmin/daemon_client.hpp"
 #include "protobalance/pbadmin/database_reader.hpp"
 #include "protobalance/pbadmin/format.hpp"
@@ -245,6 +246,161 @@ int affinity_pin(const Context& ctx, const AffinityChangeArgs& args) {
       });
 }
 
+// ---- the block list ----
+
+struct BlockArgs {
+  std::string network;
+  std::string duration;  // --for; empty = until unblocked
+  std::string listener;  // empty = every listener
+};
+
+// A NETWORK argument: an address, or ADDR/LEN without host bits (as the balancer takes it).
+// Prints the usage error and returns false otherwise.
+bool valid_network(const Context& ctx, const std::string& where, const std::string& text) {
+  const auto key = affinity::parse_client(text);
+  bool ok = key.has_value();
+  if (const auto slash = text.find('/'); ok && slash != std::string::npos) {
+    // parse_client cuts host bits off; a network written with them most likely says something
+    // other than what was meant, and the balancer refuses it.
+    const auto address = affinity::parse_client(text.substr(0, slash));
+    ok = address && address->bytes == key->bytes;
+  }
+  if (!ok) {
+    ctx.err << "pbadmin: " << where << ": '" << text
+            << "' is not an address or a network without host bits (e.g. 192.0.2.7, "
+               "192.0.2.0/24, 2001:db8::/32)\n";
+  }
+  return ok;
+}
+
+// --listener: a listener of the configuration. Prints the usage error and returns false
+// otherwise (also when the configuration cannot be loaded).
+bool valid_listener(const Context& ctx, const std::string& where, const std::string& listener) {
+  const auto cfg = load_config(ctx);
+  if (!cfg) return false;
+  std::string names;
+  for (const auto& l : cfg->listeners) {
+    if (l.name == listener) return true;
+    names += (names.empty() ? "" : ", ") + l.name;
+  }
+  ctx.err << "pbadmin: " << where << ": no listener named '" << listener << "' in "
+          << ctx.config_file << " (listeners: " << names << ")\n";
+  return false;
+}
+
+// "192.0.2.0/24 on every listener" from a block of an answer, then " until
+// 2026-12-07T01:00:00Z" (or " until unblocked") when `until` is set.
+std::string block_line(const json::object& block, bool until) {
+  const std::string listener = text_of(block, "listener");
+  const std::string expires = text_of(block, "expires");
+  std::string line = text_of(block, "network") + " on " +
+                     (listener.empty() ? std::string("every listener") : "listener " + listener);
+  if (until) {
+    line += " until ";
+    line += expires.empty() ? std::string("unblocked") : expires;
+  }
+  return line;
+}
+
+int block_command(const Context& ctx, const BlockArgs& args) {
+  if (!valid_network(ctx, "block", args.network)) return kExitUsage;
+  json::object body{{"network", args.network}};
+  if (!args.duration.empty()) {
+    const auto length = config::parse_duration(args.duration);
+    if (!length || length->count() <= 0 || *length > std::chrono::hours(24 * 3650)) {
+      ctx.err << "pbadmin: block: --for '" << args.duration
+              << "' is not a duration between 1s and 3650d (e.g. 90s, 10m, 12h, 30d); leave it "
+                 "out for a block without an end\n";
+      return kExitUsage;
+    }
+    body["for"] = args.duration;
+  }
+  if (!args.listener.empty()) {
+    if (!valid_listener(ctx, "block", args.listener)) return kExitUsage;
+    body["listener"] = args.listener;
+  }
+  return request_and_print(ctx, http::verb::put, "/v1/blocks", json::serialize(body),
+                           [&ctx](const json::object& answer) {
+                             const json::value* block = answer.if_contains("block");
+                             if (block == nullptr || !block->is_object()) return;
+                             ctx.out << "blocked " << block_line(block->as_object(), true) << '\n';
+                           });
+}
+
+int unblock_command(const Context& ctx, const BlockArgs& args) {
+  if (!valid_network(ctx, "unblock", args.network)) return kExitUsage;
+  std::string target = "/v1/blocks?network=" + percent_encode(args.network);
+  if (!args.listener.empty()) {
+    if (!valid_listener(ctx, "unblock", args.listener)) return kExitUsage;
+    target += "&listener=" + percent_encode(args.listener);
+  }
+  const auto print = [&ctx](const json::object& answer) {
+    const json::value* removed = answer.if_contains("unblocked");
+    if (removed == nullptr || !removed->is_array()) return;
+    for (const auto& block : removed->as_array()) {
+      if (!block.is_object()) continue;
+      ctx.out << "unblocked " << block_line(block.as_object(), false) << '\n';
+    }
+  };
+  return request_and_print(ctx, http::verb::delete_, target, {}, print);
+}
+
+// Reads the database, so it works while the balancer is down.
+int blocks_command(const Context& ctx) {
+  const auto cfg = load_config(ctx);
+  if (!cfg) return kExitUsage;
+  std::vector<state::BlockRow> rows;
+  try {
+    auto found = read_blocks(*cfg, std::chrono::system_clock::now());
+    if (found) {
+      rows = std::move(*found);
+    } else {
+      // Not an error, as for `affinity list`: the empty list still goes to stdout.
+      ctx.err << "pbadmin: no block list in " << database_file(*cfg).string() << " yet\n";
+    }
+  } catch (const state::SchemaTooNew& e) {
+    ctx.err << "pbadmin: " << e.what() << '\n';
+    return kExitFailed;
+  } catch (const std::exception& e) {
+    ctx.err << "pbadmin: cannot read the block list " << e.what() << '\n';
+    return kExitFailed;
+  }
+  ctx.out << (ctx.json ? format_blocks_json(rows) : format_blocks_table(rows));
+  return kExitOk;
+}
+
+// `block` and `unblock` ask the daemon (its block list is what refuses connections); `blocks`
+// reads the database directly.
+void add_block_commands(CLI::App& app, const Context& ctx, Action& action) {
+  auto args = std::make_shared<BlockArgs>();
+  CLI::App* block = app.add_subcommand(
+      "block",
+      "Refuse new connections from an address or network (IPv4-mapped IPv6 clients match IPv4 "
+      "blocks) and close its running ones, on every listener or one. Kept across restarts.");
+  block->add_option("NETWORK", args->network, "Address or network (192.0.2.7, 2001:db8::/32)")
+      ->required();
+  block->add_option("--for", args->duration, "Lift the block after this long (90s, 10m, 12h, 30d)")
+      ->type_name("DURATION");
+  block->add_option("--listener", args->listener, "Only on this listener (default: every one)")
+      ->type_name("NAME");
+  block->callback(
+      [&ctx, &action, args] { action = [&ctx, args] { return block_command(ctx, *args); }; });
+
+  CLI::App* unblock = app.add_subcommand(
+      "unblock", "Lift the blocks of an address or network (as it was given to block)");
+  unblock->add_option("NETWORK", args->network, "Address or network")->required();
+  unblock->add_option("--listener", args->listener, "Only its block on this listener")
+      ->type_name("NAME");
+  unblock->callback(
+      [&ctx, &action, args] { action = [&ctx, args] { return unblock_command(ctx, *args); }; });
+
+  CLI::App* blocks = app.add_subcommand(
+      "blocks",
+      "List the blocks in force. Reads the database directly (read-only), so it works while the "
+      "balancer is down.");
+  blocks->callback([&ctx, &action] { action = [&ctx] { return blocks_command(ctx); }; });
+}
+
 void add_status_commands(CLI::App& app, const Context& ctx, Action& action) {
   CLI::App* status = app.add_subcommand(
       "status",
@@ -400,6 +556,7 @@ int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostre
   add_route_commands(app, ctx, action);
   add_affinity_commands(app, ctx, action);
   add_top_commands(app, ctx, action, top_screen);
+  add_block_commands(app, ctx, action);
 
   try {
     app.parse(argc, argv);
@@ -407,7 +564,10 @@ int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostre
     // --help and --version are "errors" with exit code 0; they print to `out`.
     return app.exit(e, out, err) == 0 ? kExitOk : kExitUsage;
   }
-  if (!action) action = missing_command(ctx, "", "status, node, reload, route, affinity, top");
+  if (!action) {
+    action = missing_command(ctx, "",
+                             "status, node, reload, route, affinity, top, block, unblock, blocks");
+  }
   return action();
 }
 

@@ -28,6 +28,13 @@ bool read_affinity(const config::Config& cfg, const AffinityFilter& filter,
       });
 }
 
+std::optional<std::vector<state::BlockRow>> read_blocks(const config::Config& cfg,
+                                                        std::chrono::system_clock::time_point now) {
+  const auto seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  return state::read_block_file(database_file(cfg), seconds);
+}
+
 std::vector<affinity::AffinityRow> select_affinity(std::vector<affinity::AffinityRow> rows,
                                                    const AffinityFilter& filter,
                                                    const affinity::TtlTable& ttls,

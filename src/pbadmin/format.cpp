@@ -324,6 +324,30 @@ std::string format_affinity_json(const std::vector<affinity::AffinityRow>& rows)
   return boost::json::serialize(array) + "\n";
 }
 
+std::string format_blocks_table(const std::vector<state::BlockRow>& rows) {
+  std::vector<std::vector<std::string>> cells;
+  cells.reserve(rows.size());
+  for (const auto& r : rows) {
+    cells.push_back({r.network, r.listener.empty() ? std::string("*") : r.listener,
+                     format_utc(r.created),
+                     r.expires == 0 ? std::string("-") : format_utc(r.expires)});
+  }
+  return format_columns({{"NETWORK"}, {"LISTENER"}, {"CREATED"}, {"EXPIRES"}}, cells, "");
+}
+
+std::string format_blocks_json(const std::vector<state::BlockRow>& rows) {
+  json::array array;
+  array.reserve(rows.size());
+  for (const auto& r : rows) {
+    array.push_back(json::object{
+        {"network", r.network},
+        {"listener", r.listener.empty() ? json::value(nullptr) : json::value(r.listener)},
+        {"created", format_utc(r.created)},
+        {"expires", r.expires == 0 ? json::value(nullptr) : json::value(format_utc(r.expires))}});
+  }
+  return json::serialize(array) + "\n";
+}
+
 void AffinityPrinter::add(affinity::AffinityRow row) {
   if (json_) {
     // One object: format_affinity_json's "[{...}]\n" without the brackets and the newline.

@@ -214,36 +214,22 @@ bool AffinityTable::delete_expired_step(const affinity::TtlTable& ttls,
 }
 
 AffinityTable::Writer::Writer(SQLite::Database& db)
-    : put_(std::make_unique<SQLite::Statement>(
-          db,
-          "INSERT OR REPLACE INTO affinity "
-          "(cluster, client, node, first_seen, last_seen, connections) "
-          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")),
-      erase_(std::make_unique<SQLite::Statement>(
-          db, "DELETE FROM affinity WHERE cluster = ?1 AND client = ?2")) {}
-
-AffinityTable::Writer::~Writer() = default;
+    : statements_(db, {"INSERT OR REPLACE INTO affinity "
+                       "(cluster, client, node, first_seen, last_seen, connections) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                       "DELETE FROM affinity WHERE cluster = ?1 AND client = ?2"}) {}
 
 void AffinityTable::Writer::write(const PutAffinity& change) {
   const auto key = affinity::parse_client(change.row.client);
   if (!key) return;
-  put_->bind(1, change.row.cluster);
-  sql::bind_key(*put_, 2, *key);
-  put_->bind(3, change.row.node);
-  put_->bind(4, change.row.first_seen);
-  put_->bind(5, change.row.last_seen);
-  put_->bind(6, change.row.connections);
-  put_->exec();
-  put_->reset();
+  sql::execute(statements_[0], change.row.cluster, *key, change.row.node, change.row.first_seen,
+               change.row.last_seen, change.row.connections);
 }
 
 void AffinityTable::Writer::write(const EraseAffinity& change) {
   const auto key = affinity::parse_client(change.client);
   if (!key) return;
-  erase_->bind(1, change.cluster);
-  sql::bind_key(*erase_, 2, *key);
-  erase_->exec();
-  erase_->reset();
+  sql::execute(statements_[1], change.cluster, *key);
 }
 
 }  // namespace pb::state

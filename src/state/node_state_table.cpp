@@ -20,33 +20,22 @@ std::vector<NodeStateRow> NodeStateTable::load(SQLite::Database& db) {
 }
 
 NodeStateTable::Writer::Writer(SQLite::Database& db)
-    : admin_(std::make_unique<SQLite::Statement>(
-          db,
-          "INSERT INTO node_state (cluster, node, admin_state) VALUES (?1, ?2, ?3) "
-          "ON CONFLICT (cluster, node) DO UPDATE SET admin_state = excluded.admin_state")),
-      availability_(std::make_unique<SQLite::Statement>(
-          db,
-          "INSERT INTO node_state (cluster, node, unavailable_since, failures) "
-          "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (cluster, node) DO UPDATE SET "
-          "unavailable_since = excluded.unavailable_since, failures = excluded.failures")) {}
-
-NodeStateTable::Writer::~Writer() = default;
+    : statements_(
+          db, {"INSERT INTO node_state (cluster, node, admin_state) VALUES (?1, ?2, ?3) "
+               "ON CONFLICT (cluster, node) DO UPDATE SET admin_state = excluded.admin_state",
+               "INSERT INTO node_state (cluster, node, unavailable_since, failures) "
+               "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (cluster, node) DO UPDATE SET "
+               "unavailable_since = excluded.unavailable_since, failures = excluded.failures"}) {}
 
 void NodeStateTable::Writer::write(const PutAdminState& change) {
-  admin_->bind(1, change.cluster);
-  admin_->bind(2, change.node);
-  sql::bind_text_or_null(*admin_, 3, change.admin_state);
-  admin_->exec();
-  admin_->reset();
+  // No admin state set is NULL: the configuration's initial state applies.
+  sql::execute(statements_[0], change.cluster, change.node,
+               change.admin_state.empty() ? std::nullopt : std::optional(change.admin_state));
 }
 
 void NodeStateTable::Writer::write(const PutAvailability& change) {
-  availability_->bind(1, change.cluster);
-  availability_->bind(2, change.node);
-  availability_->bind(3, change.unavailable_since_ms);
-  availability_->bind(4, change.failures);
-  availability_->exec();
-  availability_->reset();
+  sql::execute(statements_[1], change.cluster, change.node, change.unavailable_since_ms,
+               change.failures);
 }
 
 }  // namespace pb::state

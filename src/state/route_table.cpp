@@ -2,6 +2,8 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include "sqlite_values.hpp"
+
 namespace pb::state {
 
 std::map<std::string, std::string> RouteTable::load(SQLite::Database& db) {
@@ -14,27 +16,16 @@ std::map<std::string, std::string> RouteTable::load(SQLite::Database& db) {
 }
 
 RouteTable::Writer::Writer(SQLite::Database& db)
-    : put_(std::make_unique<SQLite::Statement>(
-          db,
-          "INSERT OR REPLACE INTO listener_route (listener, cluster, set_at) "
-          "VALUES (?1, ?2, ?3)")),
-      erase_(std::make_unique<SQLite::Statement>(
-          db, "DELETE FROM listener_route WHERE listener = ?1")) {}
-
-RouteTable::Writer::~Writer() = default;
+    : statements_(db, {"INSERT OR REPLACE INTO listener_route (listener, cluster, set_at) "
+                       "VALUES (?1, ?2, ?3)",
+                       "DELETE FROM listener_route WHERE listener = ?1"}) {}
 
 void RouteTable::Writer::write(const PutRoute& change) {
   if (change.cluster.empty()) {
-    erase_->bind(1, change.listener);
-    erase_->exec();
-    erase_->reset();
+    sql::execute(statements_[1], change.listener);
     return;
   }
-  put_->bind(1, change.listener);
-  put_->bind(2, change.cluster);
-  put_->bind(3, change.set_at);
-  put_->exec();
-  put_->reset();
+  sql::execute(statements_[0], change.listener, change.cluster, change.set_at);
 }
 
 }  // namespace pb::state

@@ -31,18 +31,40 @@ inline bool is_corruption(const std::exception& e) {
   return code == SQLITE_CORRUPT || code == SQLITE_NOTADB;
 }
 
-// Binds `text` or NULL when it is empty.
-inline void bind_text_or_null(SQLite::Statement& stmt, int index, const std::string& text) {
-  if (text.empty()) {
-    stmt.bind(index);
-  } else {
-    stmt.bind(index, text);
-  }
-}
-
 inline void bind_key(SQLite::Statement& stmt, int index, const affinity::ClientKey& key) {
   const auto blob = key.to_blob();
   stmt.bind(index, blob.data(), static_cast<int>(blob.size()));
+}
+
+// Binds one value of a prepared statement: text or an integer.
+inline void bind_value(SQLite::Statement& stmt, int index, const std::string& text) {
+  stmt.bind(index, text);
+}
+inline void bind_value(SQLite::Statement& stmt, int index, std::int64_t number) {
+  stmt.bind(index, number);
+}
+inline void bind_value(SQLite::Statement& stmt, int index, const affinity::ClientKey& key) {
+  bind_key(stmt, index, key);
+}
+
+// Binds `value` or NULL when it is empty.
+template <class Value>
+void bind_value(SQLite::Statement& stmt, int index, const std::optional<Value>& value) {
+  if (value) {
+    bind_value(stmt, index, *value);
+  } else {
+    stmt.bind(index);
+  }
+}
+
+// Runs a prepared write statement once with `values` bound to ?1, ?2, ... in order, then resets
+// it for the next change: the body of every table writer's write().
+template <class... Values>
+void execute(SQLite::Statement& stmt, const Values&... values) {
+  int index = 0;
+  (bind_value(stmt, ++index, values), ...);
+  stmt.exec();
+  stmt.reset();
 }
 
 // A blob, also when empty (a null pointer would bind NULL, which compares as unknown).

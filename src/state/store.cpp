@@ -99,4 +99,8 @@ std::map<std::string, std::string> Store::load_routes() {
   return read_rows<std::map<std::string, std::string>>(RouteTable::load);
 }
 
+std::vector<BlockRow> Store::load_blocks() {
+  return read_rows<std::vector<BlockRow>>(BlockTable::load);
+}
+
 }  // namespace pb::state

@@ -22,6 +22,7 @@ void write_transaction(SQLite::Database& db, const std::vector<Change>& batch, s
   AffinityTable::Writer affinity_rows(db);
   NodeStateTable::Writer node_states(db);
   RouteTable::Writer routes(db);
+  BlockTable::Writer blocks(db);
   for (std::size_t i = begin; i < end; ++i) {
     std::visit(
         [&](const auto& change) {
@@ -30,6 +31,8 @@ void write_transaction(SQLite::Database& db, const std::vector<Change>& batch, s
             affinity_rows.write(change);
           } else if constexpr (std::is_same_v<T, PutRoute>) {
             routes.write(change);
+          } else if constexpr (std::is_same_v<T, PutBlock> || std::is_same_v<T, EraseBlock>) {
+            blocks.write(change);
           } else {
             node_states.write(change);
           }

@@ -173,7 +173,32 @@ class MemoryBalancer final : public pb::control::Balancer {
 
   pb::affinity::AffinityMap& affinity() override { return affinity_; }
 
+  std::string block(const pb::net::Block& block) override {
+    const auto same = std::find_if(blocks_.begin(), blocks_.end(), [&](const auto& b) {
+      return b.network == block.network && b.listener == block.listener;
+    });
+    if (same != blocks_.end()) {
+      *same = block;
+    } else if (blocks_.size() < 64) {  // bounded: the fuzzer may block without end
+      blocks_.push_back(block);
+    }
+    return {};
+  }
+
+  std::vector<pb::net::Block> unblock(const pb::net::Cidr& network,
+                                      const std::optional<std::string>& listener) override {
+    const auto lifted = std::stable_partition(blocks_.begin(), blocks_.end(), [&](const auto& b) {
+      return !(b.network == network && (!listener || b.listener == *listener));
+    });
+    std::vector<pb::net::Block> removed(lifted, blocks_.end());
+    blocks_.erase(lifted, blocks_.end());
+    return removed;
+  }
+
+  std::vector<pb::net::Block> blocks() const override { return blocks_; }
+
  private:
+  std::vector<pb::net::Block> blocks_;
   std::shared_ptr<const pb::config::Config> config_;
   std::map<std::pair<std::string, std::string>, AdminState> states_;
   std::map<std::string, std::string> overrides_;

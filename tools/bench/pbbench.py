@@ -42,6 +42,39 @@ NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 IDLE_CONNECTIONS = {True: 2000, False: 5000}  # quick, full
 BIG_CHECK_CONNECTIONS = 10000
 
+# Listener guards that never refuse the bench's client (127.0.0.1): an allow list it is in, a
+# deny list it is not in, and per-client limits far above what one wrk reaches (50 concurrent,
+# a few 10,000 a second).
+PB_GUARDS = """allow = ["127.0.0.0/8", "10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"]
+deny = ["127.0.0.66", "192.0.2.66", "2001:db8::66"]
+max_client_connections = 100000
+max_client_rate = "1000000/1s"
+"""
+# SNI routes: "localhost" (what the bench's HTTPS client sends) matches the second route, after
+# an exact name and a wildcard that do not match.
+PB_SNI_ROUTES = """
+[[listener.route]]
+sni = ["api.example.com", "*.api.example.com"]
+cluster = "api"
+
+[[listener.route]]
+sni = ["localhost"]
+cluster = "backend"
+"""
+HAPROXY_SNI = """  tcp-request inspect-delay 5s
+  tcp-request content accept if { req.ssl_hello_type 1 }
+  use_backend api if { req.ssl_sni -i api.example.com } || { req.ssl_sni -m end .api.example.com }
+  use_backend nodes if { req.ssl_sni -i localhost }
+"""
+NGINX_SNI_MAP = """  map $ssl_preread_server_name $pb_upstream {{
+    hostnames;
+    api.example.com {backend};
+    *.api.example.com {backend};
+    localhost {backend};
+    default {backend};
+  }}
+"""
+
 
 class BenchError(Exception):
     pass
@@ -299,6 +332,19 @@ class Bench:
         self.pp_port = free_port()  # the same server, expecting a PROXY header first
         d = self.tmp / "nginx-backend"
         d.mkdir()
+        tls = ""
+        if getattr(self.args, "sni", False):
+            # The same server terminating TLS (a self-signed P-256 certificate made here), for
+            # the SNI scenario: the proxies carry the ClientHello through untouched.
+            self.tls_port = free_port()
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                            "-subj", "/CN=localhost", "-keyout", str(d / "key.pem"),
+                            "-out", str(d / "cert.pem")],
+                           capture_output=True, timeout=30, check=True)
+            tls = (f"    listen 127.0.0.1:{self.tls_port} ssl backlog=4096;\n"
+                   f"    ssl_certificate {d}/cert.pem;\n"
+                   f"    ssl_certificate_key {d}/key.pem;\n")
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         (d / "nginx.conf").write_text(f"""
 daemon off;
@@ -320,7 +366,7 @@ http {{
   server {{
     listen 127.0.0.1:{self.http_port} backlog=4096;
     listen 127.0.0.1:{self.pp_port} proxy_protocol backlog=4096;
-    location / {{ return 200 "proto balance bench\\n"; }}
+{tls}    location / {{ return 200 "proto balance bench\\n"; }}
   }}
 }}
 """)
@@ -361,11 +407,14 @@ http {{
     # ---- proxies --------------------------------------------------------------------------
 
     def launch(self, target, backend_port, threads=1, affinity=None, tag="", wrapper=(),
-               binary=None, proxy_protocol=None):
+               binary=None, proxy_protocol=None, guards=None, sni=None):
         """Starts one proxy instance in front of `backend_port` (not yet waited for), under
         `wrapper` (e.g. a valgrind command line) if given. `binary` replaces the Proto Balance
         binary (the baseline); `proxy_protocol` ("v2") makes the proxy send a PROXY header to
-        the node. Returns (proc, port, pids_fn)."""
+        the node. `guards` (Proto Balance only; True or False) runs it from a config file with
+        or without PB_GUARDS on its listener; `sni` (True or False) from a config file with or
+        without SNI routes (HAProxy: req.ssl_sni, nginx: ssl_preread; False: the plain
+        configuration). Returns (proc, port, pids_fn)."""
         port = free_port()
         d = self.tmp / f"{target}{tag}-{port}"
         d.mkdir()
@@ -383,10 +432,10 @@ defaults
   timeout server 1h
 frontend bench
   bind 127.0.0.1:{port}
-  default_backend nodes
+""" + (HAPROXY_SNI if sni else "") + f"""  default_backend nodes
 backend nodes
   server n1 127.0.0.1:{backend_port}{" send-proxy-v2" if proxy_protocol else ""}
-""")
+""" + (f"backend api\n  server n1 127.0.0.1:{backend_port}\n" if sni else ""))
             args = ["haproxy", "-db", "-f", str(d / "haproxy.cfg")]
         elif target == "nginx":
             (d / "nginx.conf").write_text(f"""
@@ -399,22 +448,25 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections {limit}; }}
 stream {{
+""" + (NGINX_SNI_MAP.format(backend=f"127.0.0.1:{backend_port}") if sni else "") + f"""
   server {{
     listen 127.0.0.1:{port} backlog=4096;
-    proxy_pass 127.0.0.1:{backend_port};
+""" + ("    ssl_preread on;\n    proxy_pass $pb_upstream;\n" if sni else
+       f"    proxy_pass 127.0.0.1:{backend_port};\n") + """
     proxy_connect_timeout 5s;
     proxy_timeout 1h;
-  }}
-}}
+  }
+}
 """)
             args = ["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")]
         elif target == "pb":
             binary = binary or self.binary
-            if affinity is None and proxy_protocol is None:
+            if affinity is None and proxy_protocol is None and guards is None and sni is None:
                 args = [str(binary), "--listen", f"127.0.0.1:{port}",
                         "--node", f"127.0.0.1:{backend_port}", "--threads", str(threads)]
             else:
-                cfg = self.pb_config(d, port, backend_port, threads, affinity, proxy_protocol)
+                cfg = self.pb_config(d, port, backend_port, threads, affinity, proxy_protocol,
+                                     guards=guards, sni=sni)
                 args = [str(binary), "--config", str(cfg)]
         else:
             raise ValueError(target)
@@ -426,7 +478,8 @@ stream {{
 
         return proc, port, pids
 
-    def pb_config(self, d, port, backend_port, threads, affinity, proxy_protocol=None):
+    def pb_config(self, d, port, backend_port, threads, affinity, proxy_protocol=None,
+                  guards=None, sni=None):
         (d / "var").mkdir(exist_ok=True)
         cfg = d / "pb.toml"
         cfg.write_text(f"""[service]
@@ -437,7 +490,7 @@ state_dir = "var"
 name = "bench"
 listen = "127.0.0.1:{port}"
 cluster = "backend"
-
+""" + (PB_GUARDS if guards else "") + (PB_SNI_ROUTES if sni else "") + f"""
 [[cluster]]
 name = "backend"
 algorithm = "round_robin"
@@ -450,7 +503,17 @@ enabled = true
 [[cluster.node]]
 name = "n1"
 address = "127.0.0.1:{backend_port}"
-""" + (f'proxy_protocol = "{proxy_protocol}"\n' if proxy_protocol else ""))
+""" + (f'proxy_protocol = "{proxy_protocol}"\n' if proxy_protocol else "") + (f"""
+[[cluster]]
+name = "api"
+algorithm = "round_robin"
+connect_timeout = "3s"
+idle_timeout = "1h"
+
+[[cluster.node]]
+name = "a1"
+address = "127.0.0.1:{backend_port}"
+""" if sni else ""))
         return cfg
 
     def start_proxy(self, target, backend_port, **kw):
@@ -470,11 +533,13 @@ address = "127.0.0.1:{backend_port}"
 
     # ---- load -----------------------------------------------------------------------------
 
-    def wrk(self, port, duration, close, label, connections=50):
+    def wrk(self, port, duration, close, label, connections=50, tls=False):
+        """wrk against `port`; `tls`: HTTPS to https://localhost:PORT/, so that the ClientHello
+        carries the server name "localhost" (wrk sends the URL's host as SNI)."""
         args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "2s", "--latency"]
         if close:
             args += ["-H", "Connection: close"]
-        args.append(f"http://127.0.0.1:{port}/")
+        args.append(f"https://localhost:{port}/" if tls else f"http://127.0.0.1:{port}/")
         out = run_bounded(args, duration + 30, self.load_cpu)
         text = out.stdout
         m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
@@ -529,10 +594,10 @@ address = "127.0.0.1:{backend_port}"
 
     # ---- scenarios ------------------------------------------------------------------------
 
-    def churn(self, target, port, pids, duration=None, key_prefix=""):
+    def churn(self, target, port, pids, duration=None, key_prefix="", tls=False):
         dur = duration or self.durations["churn"]
         res, cpu, wall = self.measure(
-            pids, lambda: self.wrk(port, dur, True, f"{target} {key_prefix}churn"))
+            pids, lambda: self.wrk(port, dur, True, f"{target} {key_prefix}churn", tls=tls))
         self.record(target, key_prefix + "churn", res["requests"], cpu if pids else None, wall,
                     res["rate"])
 
@@ -705,6 +770,12 @@ address = "127.0.0.1:{backend_port}"
             raise BenchError(f"{self.binary} not found: run tools/bench/setup.sh first")
         self.start_backends()
         proxies = [t for t in ("haproxy", "nginx", "pb") if t in targets]
+        if getattr(self.args, "variants_only", False):
+            if self.args.guards and "pb" in targets:
+                self.guard_variants()
+            if self.args.sni:
+                self.sni_variants(proxies)
+            return
 
         log("start: time to listening and RSS")
         for t in proxies:
@@ -751,6 +822,10 @@ address = "127.0.0.1:{backend_port}"
             self.pb_variants(inst["pb"])
         if self.args.proxy_protocol:
             self.proxy_protocol_variants(inst)
+        if getattr(self.args, "guards", False) and "pb" in targets:
+            self.guard_variants()
+        if getattr(self.args, "sni", False):
+            self.sni_variants(proxies)
         if self.args.baseline and "pb" in targets:
             self.baseline_variants(inst["pb"])
         for t in proxies:
@@ -838,6 +913,42 @@ address = "127.0.0.1:{backend_port}"
         for _t, _off, v2 in pairs:
             self.procs.stop(v2[0])
 
+    def guard_variants(self):
+        """Proto Balance from a config file with and without PB_GUARDS on its listener (allow and
+        deny lists, per-client limits set high enough never to refuse), interleaved per round;
+        both count in the same way, so the ratio is the guards' cost per connection."""
+        log("Proto Balance listener guards off / on")
+        pair = {key: self.start_proxy("pb", self.http_port, guards=key == "guards_on_",
+                                      tag="-" + key.rstrip("_"))
+                for key in ("guards_off_", "guards_on_")}
+        for key, i in pair.items():
+            self.wrk(i[1], self.durations["warmup"], True, f"pb {key}warm-up")
+        for rnd in range(max(self.rounds, 2)):
+            for key in rotated(list(pair), rnd):
+                self.churn("pb", pair[key][1], pair[key][2], key_prefix=key)
+        for i in pair.values():
+            self.procs.stop(i[0])
+
+    def sni_variants(self, proxies):
+        """HTTPS churn (a full TLS handshake with the backend per connection, the ClientHello
+        naming "localhost") through each proxy with and without SNI routing (Proto Balance
+        [[listener.route]], HAProxy req.ssl_sni, nginx ssl_preread), interleaved per round."""
+        log("SNI routing off / on (HTTPS churn)")
+        insts = {}
+        for t in proxies:
+            for on in (False, True):
+                key = f"sni_{'on' if on else 'off'}_"
+                insts[(t, key)] = self.start_proxy(t, self.tls_port, sni=on,
+                                                   tag="-" + key.rstrip("_"))
+        for (t, key), i in insts.items():
+            self.wrk(i[1], self.durations["warmup"], True, f"{t} {key}warm-up", tls=True)
+        order = list(insts)
+        for rnd in range(max(self.rounds, 2)):
+            for t, key in rotated(order, rnd):
+                self.churn(t, insts[(t, key)][1], insts[(t, key)][2], key_prefix=key, tls=True)
+        for i in insts.values():
+            self.procs.stop(i[0])
+
     def baseline_variants(self, pb_inst):
         """This binary against --baseline (main before a change), interleaved per round:
         churn and req/resp with one thread and with --threads N, bulk with 1 and 4 streams."""
@@ -919,9 +1030,10 @@ def report(bench, header):
     R = bench.results
     cols = [t for t in ("direct", "haproxy", "nginx", "pb") if t in R]
     lines = header + [""]
-    lines.append("| Scenario | Metric | " + " | ".join(NAMES[c] for c in cols) +
+    table = []  # the main table, left out with --variants-only
+    table.append("| Scenario | Metric | " + " | ".join(NAMES[c] for c in cols) +
                  " | Target (Proto Balance) | Met |")
-    lines.append("|---|---|" + "---:|" * len(cols) + "---|---|")
+    table.append("|---|---|" + "---:|" * len(cols) + "---|---|")
 
     def get(t, k):
         return R.get(t, {}).get(k)
@@ -939,7 +1051,7 @@ def report(bench, header):
         pb = get("pb", key)
         if check and pb is not None:
             met = check(pb, hap)
-        lines.append(f"| {scenario} | {metric} | " + " | ".join(cells) + f" | {target} | {met} |")
+        table.append(f"| {scenario} | {metric} | " + " | ".join(cells) + f" | {target} | {met} |")
 
     def ratio_check(limit, higher_is_better):
         def check(pb, hap):
@@ -985,6 +1097,8 @@ def report(bench, header):
     row("start", "ms to listening (median)", "start_ms", "1", "≤ 20 ms", abs_check(20, "ms"))
     row("start", "RSS MiB when listening", "start_rss_mib", "1", "≤ 8 MiB", abs_check(8, "MiB"))
 
+    if not getattr(bench.args, "variants_only", False):
+        lines += table
     pb = R.get("pb", {})
     extra = []
     if "aff_on_churn_cps" in pb:
@@ -1021,6 +1135,21 @@ def report(bench, header):
                          f"{'≤ 1.05×' if t == 'pb' else ''} | {ok if t == 'pb' else ''} |")
             extra.append(f"| PROXY v2 out ({NAMES[t]}) | connections/s, off → v2 | "
                          f"{r['pp_off_churn_cps']:,.0f} → {r['pp_v2_churn_cps']:,.0f} | | |")
+    if "guards_on_churn_cpu_ms_10k" in pb:
+        a, b = pb["guards_off_churn_cpu_ms_10k"], pb["guards_on_churn_cpu_ms_10k"]
+        ok = "yes" if b <= a * 1.03 else f"**no** ({b / a:.2f}×)"
+        extra.append(f"| guards | proxy CPU ms per 10k conn., off → on | {a:,.0f} → {b:,.0f} "
+                     f"({b / a:.2f}×) | ≤ 1.03× | {ok} |")
+        extra.append(f"| guards | connections/s, off → on | {pb['guards_off_churn_cps']:,.0f} → "
+                     f"{pb['guards_on_churn_cps']:,.0f} | | |")
+    for t in ("pb", "haproxy", "nginx"):
+        r = R.get(t, {})
+        if "sni_on_churn_cpu_ms_10k" in r:
+            a, b = r["sni_off_churn_cpu_ms_10k"], r["sni_on_churn_cpu_ms_10k"]
+            extra.append(f"| SNI routing ({NAMES[t]}) | proxy CPU ms per 10k TLS conn., "
+                         f"off → on | {a:,.0f} → {b:,.0f} ({b / a:.2f}×) | report | |")
+            extra.append(f"| SNI routing ({NAMES[t]}) | TLS connections/s, off → on | "
+                         f"{r['sni_off_churn_cps']:,.0f} → {r['sni_on_churn_cps']:,.0f} | | |")
     t = bench.args.threads
     for key, label, kind in (("churn_cpu_ms_10k", "proxy CPU ms per 10k conn.", "int"),
                              ("churn_cps", "connections/s", "int"),
@@ -1103,6 +1232,14 @@ def main(doc):
                    help="protobalance binary (default: build/bench/bin/protobalance)")
     p.add_argument("--proxy-protocol", action="store_true",
                    help="also measure PROXY protocol v2 out against off (Proto Balance, HAProxy)")
+    p.add_argument("--guards", action="store_true",
+                   help="also measure Proto Balance with listener guards (allow/deny, "
+                        "per-client limits that never refuse) against none")
+    p.add_argument("--sni", action="store_true",
+                   help="also measure HTTPS churn with SNI routing against none (Proto Balance "
+                        "[[listener.route]], HAProxy req.ssl_sni, nginx ssl_preread)")
+    p.add_argument("--variants-only", action="store_true",
+                   help="with --guards and/or --sni: measure only those variants")
     p.add_argument("--baseline", metavar="PATH",
                    help="another protobalance binary (main before a change), measured back to "
                         "back with this one")

@@ -13,6 +13,7 @@
 #include "protobalance/control/admin_request.hpp"
 #include "protobalance/control/admin_routes.hpp"
 #include "protobalance/control/status.hpp"
+#include "protobalance/net/block_list.hpp"
 
 // The admin API: HTTP/1.1 with JSON bodies on a Unix socket (the transport is AdminServer, in
 // admin_server.hpp), served on the control thread, never on a worker. pbadmin is its client.
@@ -28,8 +29,15 @@
 //   PUT    /v1/affinity                            {"cluster", "client", "node"}: pin a client
 //   DELETE /v1/affinity?client=ADDR[&cluster=C]    forget a client (all clusters with affinity
 //                                                  when no cluster is given)
+//   GET    /v1/blocks                              {"blocks": [{network, listener, created,
+//                                                  expires}]} (listener/expires null: every
+//                                                  listener / no end; times ISO 8601 UTC)
+//   PUT    /v1/blocks                              {"network", "for"?, "listener"?}: block new
+//                                                  connections (and close running ones)
+//   DELETE /v1/blocks?network=N[&listener=L]       remove the blocks of N (of every listener
+//                                                  unless L is given)
 // Status codes: 400 bad request (malformed JSON, missing or unknown fields, bad values),
-// 404 unknown resource, listener, cluster, node or affinity entry, 405 wrong method (with
+// 404 unknown resource, listener, cluster, node, affinity entry or block, 405 wrong method (with
 // Allow), 409 pin in a cluster without affinity, 413 body over 64 KiB, 422 reload refused,
 // 431 header over 8 KiB, 503 a change while the balancer is stopping.
 namespace pb::control {
@@ -66,6 +74,18 @@ class Balancer {
   virtual bool set_node_state(const std::string& cluster, const std::string& node,
                               config::AdminState state) = 0;
   virtual affinity::AffinityMap& affinity() = 0;
+
+  // The block list. block() adds `block`, or replaces the one of the same network and listener;
+  // new connections it covers are refused at once and running ones are closed. Returns an error
+  // message (an unknown listener), or empty on success. Also the one call that applies a block
+  // decided elsewhere (a twin).
+  virtual std::string block(const net::Block& block) = 0;
+  // Removes the blocks of `network`: of every listener, or of `listener` only when given.
+  // Returns what was removed (empty: there was none).
+  virtual std::vector<net::Block> unblock(const net::Cidr& network,
+                                          const std::optional<std::string>& listener) = 0;
+  // The blocks in force, in the order they were made.
+  virtual std::vector<net::Block> blocks() const = 0;
 };
 
 // The API's route table, its handlers bound to `balancer` (which must outlive the table).

@@ -14,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/system_timer.hpp>
 
 #include "protobalance/affinity/affinity_map.hpp"
 #include "protobalance/balance/cluster.hpp"
@@ -91,6 +92,12 @@ class Runtime final : public Balancer {
   // A node's operator-set state; nullopt for an unknown cluster or node. Safe from any thread.
   std::optional<config::AdminState> node_state(const std::string& cluster,
                                                const std::string& node) const override;
+  // The block list (blocks.cpp; see Balancer). Control thread only.
+  std::string block(const net::Block& block) override;
+  std::vector<net::Block> unblock(const net::Cidr& network,
+                                  const std::optional<std::string>& listener) override;
+  std::vector<net::Block> blocks() const override { return blocks_; }
+
   // Listeners, clusters and nodes with their counters, as plain values (status.hpp). Safe from
   // any thread.
   Status status() const override { return take_status(*this); }
@@ -181,6 +188,13 @@ class Runtime final : public Balancer {
   // available again when a worker gets to it.
   void close_node_sessions(const balance::NodeRuntime* target);
 
+  // The block list (blocks.cpp): loaded at start (expired blocks deleted), published to the
+  // workers after each change, expired by a timer on the control thread.
+  void restore_blocks();
+  void apply_blocks();
+  void schedule_block_expiry();
+  void close_blocked_sessions(const net::Block& block);
+
   std::shared_ptr<const config::Config> config_;
   RuntimeOptions options_;
   std::chrono::milliseconds tick_;
@@ -208,6 +222,10 @@ class Runtime final : public Balancer {
   std::chrono::steady_clock::time_point drain_deadline_;
   bool stopping_ = false;
   bool killed_sessions_ = false;
+  // The block list: the entries (control thread) and what the workers read.
+  std::vector<net::Block> blocks_;
+  std::shared_ptr<net::BlockList> block_list_ = std::make_shared<net::BlockList>();
+  boost::asio::system_timer block_expiry_timer_{control_};
   // The admin API (not in quick mode). Declared after control_, whose sockets it holds.
   std::unique_ptr<AdminServer> admin_;
   // [twin]: the link to the other balancers (null without). Routes and the map name it by raw

@@ -26,6 +26,9 @@ struct Cidr {
 
   // "192.0.2.0/24", "2001:db8::/32", "192.0.2.66/32".
   std::string to_string() const;
+  // True if `address` is in the network; an IPv4 address and its IPv4-mapped IPv6 form are the
+  // same address. A CidrSet is the faster test for many networks.
+  bool contains(const boost::asio::ip::address& address) const;
   bool operator==(const Cidr&) const = default;
 };
 

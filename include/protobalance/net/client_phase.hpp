@@ -24,8 +24,9 @@ enum class RejectReason : std::uint8_t {
   client_rate,   // max_client_rate exceeded
   validation,    // first bytes do not match [listener.validate]
   tls,           // not a TLS ClientHello where [[listener.route]] expects one
+  blocked,       // source on the block list set at run time (pbadmin block)
 };
-inline constexpr std::size_t kRejectReasons = 8;
+inline constexpr std::size_t kRejectReasons = 9;
 std::string_view to_string(RejectReason reason);
 
 // What the client phases learn about a connection before a node is chosen. The connection

@@ -65,6 +65,8 @@ class Connection : public ConnectionHook {
   bool closed() const { return phase_ == Phase::closed; }
   // The client: accept()'s peer, or the address a PROXY header in named.
   const boost::asio::ip::tcp::endpoint& client() const { return facts_.source; }
+  // The listener that accepted it.
+  const std::string& listener() const { return route_->listener; }
   // The node the connection is connecting or relaying to, if any.
   const balance::NodeRuntime* node_runtime() const;
 

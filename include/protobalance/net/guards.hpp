@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "protobalance/config/config.hpp"
+#include "protobalance/net/block_list.hpp"
 #include "protobalance/net/address_filter.hpp"
 #include "protobalance/net/client_limits.hpp"
 #include "protobalance/net/client_phase.hpp"
@@ -66,6 +67,29 @@ class ClientAdmission final : public ClientPhase {
   std::string listener_;
   AddressFilter filter_;
   std::shared_ptr<ClientLimits> limits_;  // null without max_client_connections and rate
+  RefusalLog log_;
+};
+
+// The block list set at run time (block_list.hpp): refuses a client that a block in force
+// covers on this listener. It decides from the address alone (no bytes). The runtime gives a
+// listener this phase only while some block applies to it, first among the guards (a blocked
+// client spends none of its rate); the entries themselves are read from the shared list at
+// each connection, so a change of them needs no new phase.
+class BlockCheck final : public ClientPhase {
+ public:
+  BlockCheck(std::string listener, std::shared_ptr<const BlockList> blocks)
+      : listener_(std::move(listener)), blocks_(std::move(blocks)) {}
+
+  std::string_view name() const override { return "block list"; }
+  std::chrono::milliseconds timeout() const override { return std::chrono::seconds(1); }
+  std::size_t max_peek() const override { return 0; }
+  RejectReason reject_reason() const override { return RejectReason::blocked; }
+  Verdict inspect(std::span<const std::uint8_t> peeked, bool peer_closed,
+                  ClientFacts& facts) const override;
+
+ private:
+  std::string listener_;
+  std::shared_ptr<const BlockList> blocks_;
   RefusalLog log_;
 };
 

@@ -54,8 +54,9 @@ class Relay {
   Relay& operator=(const Relay&) = delete;
   ~Relay();
 
-  // Starts both directions; the sockets' slots must be registered in the worker's poller.
-  // Everything passed must outlive the relay's run (until done()).
+  // Starts both directions; the sockets' slots must be registered in the worker's poller. A
+  // direction whose slot is not marked readable waits for the poller's event before its first
+  // read. Everything passed must outlive the relay's run (until done()).
   void start(Fd& client, Fd& node, PollSlot& client_slot, PollSlot& node_slot,
              BufferPool& buffers, PipePool& pipes, bool allow_early_close);
   // The poller has news about one of the relay's sockets.

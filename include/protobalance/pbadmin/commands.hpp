@@ -22,9 +22,13 @@ namespace pb::pbadmin {
 //   affinity forget CLIENT [--cluster C]
 //   affinity pin CLIENT NODE --cluster C
 //   top [-n COUNT] [--interval DURATION]    live view (plain text unless a screen is given)
-// `affinity list` reads the database in the configuration's state_dir directly and read-only
-// (database_reader.hpp), so it works with the daemon running or not; every other command talks
-// to the daemon over the [admin] socket (daemon_client.hpp), and --json prints its answer.
+//   block NETWORK [--for DURATION] [--listener NAME]
+//   unblock NETWORK [--listener NAME]
+//   blocks                                  the block list (read from the database)
+// `affinity list` and `blocks` read the database in the configuration's state_dir directly and
+// read-only (database_reader.hpp), so they work with the daemon running or not; every other
+// command talks to the daemon over the [admin] socket (daemon_client.hpp), and --json prints its
+// answer.
 int run_pbadmin(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 int run_pbadmin(int argc, char** argv);  // std::cout and std::cerr
 // Same, with the full-screen view of `top` (used when standard output is a terminal; without a

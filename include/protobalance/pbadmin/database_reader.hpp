@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -9,6 +10,7 @@
 #include "protobalance/affinity/client_key.hpp"
 #include "protobalance/affinity/entry_store.hpp"
 #include "protobalance/config/config.hpp"
+#include "protobalance/state/block_table.hpp"
 
 // pbadmin's reader of the balancer's database (`affinity list`): read-only and directly from the
 // file in the configuration's state_dir, so it works with the daemon running or not.
@@ -32,6 +34,11 @@ std::filesystem::path database_file(const config::Config& cfg);
 bool read_affinity(const config::Config& cfg, const AffinityFilter& filter,
                    affinity::Clock::time_point now,
                    const std::function<void(affinity::AffinityRow)>& fn);
+
+// The blocks in the database of `cfg` that have not ended at `now`, ordered by network then
+// listener; nullopt when there is no database (or no block table) yet. Throws as read_affinity.
+std::optional<std::vector<state::BlockRow>> read_blocks(const config::Config& cfg,
+                                                        std::chrono::system_clock::time_point now);
 
 // Keeps the rows that match `filter` and are not expired at `now` under `ttls`, sorted by
 // cluster then numerically by client. Rows whose client text does not parse are kept unless a

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "protobalance/affinity/entry_store.hpp"
+#include "protobalance/state/block_table.hpp"
 
 // What pbadmin prints for people (and the JSON of `affinity list`).
 namespace pb::pbadmin {
@@ -23,6 +24,14 @@ std::string format_affinity_table(const std::vector<affinity::AffinityRow>& rows
 // A JSON array of {client, cluster, node, first_seen, last_seen, connections}, times in ISO
 // 8601 UTC; "[]" when empty. One line, newline-terminated.
 std::string format_affinity_json(const std::vector<affinity::AffinityRow>& rows);
+
+// `blocks`: an aligned table with the header NETWORK LISTENER CREATED EXPIRES ("*" for every
+// listener, "-" for no end; the header alone when there are none), one line per block.
+std::string format_blocks_table(const std::vector<state::BlockRow>& rows);
+
+// A JSON array of {network, listener, created, expires}: listener null for every listener,
+// times in ISO 8601 UTC, expires null for no end; "[]" when empty. One line, newline-terminated.
+std::string format_blocks_json(const std::vector<state::BlockRow>& rows);
 
 // Prints affinity rows as they arrive, in the format of format_affinity_table/_json. The table's
 // columns are as wide as the widest cell of the first kAlignRows rows: a list that fits is

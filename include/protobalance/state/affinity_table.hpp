@@ -14,10 +14,7 @@
 
 #include "protobalance/affinity/entry_store.hpp"
 #include "protobalance/state/database.hpp"
-
-namespace SQLite {
-class Statement;
-}  // namespace SQLite
+#include "protobalance/state/prepared_statements.hpp"
 
 namespace pb::state {
 
@@ -77,16 +74,12 @@ class AffinityTable {
   class Writer {
    public:
     explicit Writer(SQLite::Database& db);
-    ~Writer();
-    Writer(const Writer&) = delete;
-    Writer& operator=(const Writer&) = delete;
     // A row whose client is not an address is skipped: the map could never look it up.
     void write(const PutAffinity& change);
     void write(const EraseAffinity& change);
 
    private:
-    std::unique_ptr<SQLite::Statement> put_;
-    std::unique_ptr<SQLite::Statement> erase_;
+    PreparedStatements statements_;
   };
 
  private:

@@ -1,14 +1,10 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
-namespace SQLite {
-class Database;
-class Statement;
-}  // namespace SQLite
+#include "protobalance/state/prepared_statements.hpp"
 
 namespace pb::state {
 
@@ -48,15 +44,11 @@ class NodeStateTable {
   class Writer {
    public:
     explicit Writer(SQLite::Database& db);
-    ~Writer();
-    Writer(const Writer&) = delete;
-    Writer& operator=(const Writer&) = delete;
     void write(const PutAdminState& change);
     void write(const PutAvailability& change);
 
    private:
-    std::unique_ptr<SQLite::Statement> admin_;
-    std::unique_ptr<SQLite::Statement> availability_;
+    PreparedStatements statements_;
   };
 };
 

@@ -2,13 +2,9 @@
 
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <string>
 
-namespace SQLite {
-class Database;
-class Statement;
-}  // namespace SQLite
+#include "protobalance/state/prepared_statements.hpp"
 
 namespace pb::state {
 
@@ -29,14 +25,10 @@ class RouteTable {
   class Writer {
    public:
     explicit Writer(SQLite::Database& db);
-    ~Writer();
-    Writer(const Writer&) = delete;
-    Writer& operator=(const Writer&) = delete;
     void write(const PutRoute& change);
 
    private:
-    std::unique_ptr<SQLite::Statement> put_;
-    std::unique_ptr<SQLite::Statement> erase_;
+    PreparedStatements statements_;
   };
 };
 

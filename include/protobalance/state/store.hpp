@@ -15,6 +15,7 @@
 
 #include "protobalance/affinity/entry_store.hpp"
 #include "protobalance/state/affinity_table.hpp"
+#include "protobalance/state/block_table.hpp"
 #include "protobalance/state/database.hpp"
 #include "protobalance/state/node_state_table.hpp"
 #include "protobalance/state/route_table.hpp"
@@ -47,7 +48,7 @@ struct StoreOptions {
 
 // The balancer's persistent state, `state_dir/protobalance.db`: the database (open, migrate,
 // recover: database.hpp), its write-behind queue and writer thread (write_behind.hpp), and its
-// tables (affinity, node states, route overrides). The affinity map reaches it only through
+// tables (affinity, node states, route overrides, blocks). The affinity map reaches it only through
 // affinity::EntryStore.
 //
 // Worker threads never wait for the disk: changes are queued and committed by the writer thread
@@ -88,6 +89,9 @@ class Store final : public affinity::EntryStore {
   std::vector<NodeStateRow> load_node_states();
   // Route overrides: listener -> cluster. Empty when the database cannot be read.
   std::map<std::string, std::string> load_routes();
+  // The block list (expired rows included: the caller drops them). Empty when the database
+  // cannot be read.
+  std::vector<BlockRow> load_blocks();
 
   // Replaces the TTLs the writer uses to delete expired rows (at start and on reload).
   void set_ttls(affinity::TtlTable ttls);

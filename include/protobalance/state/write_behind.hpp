@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "protobalance/state/affinity_table.hpp"
+#include "protobalance/state/block_table.hpp"
 #include "protobalance/state/database.hpp"
 #include "protobalance/state/node_state_table.hpp"
 #include "protobalance/state/route_table.hpp"
@@ -21,7 +22,8 @@ namespace pb::state {
 
 // A change to the database, in the order it was enqueued. Each is a put or a delete of a whole
 // row, so writing one twice is harmless.
-using Change = std::variant<PutAffinity, EraseAffinity, PutAdminState, PutAvailability, PutRoute>;
+using Change = std::variant<PutAffinity, EraseAffinity, PutAdminState, PutAvailability, PutRoute,
+                            PutBlock, EraseBlock>;
 
 struct WriteBehindOptions {
   // The writer commits what is queued at least this often: the most a kill -9 can lose.

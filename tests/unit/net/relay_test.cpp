@@ -34,9 +34,12 @@ struct RelayRun {
   RelayRun(const RelayRun&) = delete;
   RelayRun& operator=(const RelayRun&) = delete;
 
-  void start(bool allow_early_close) {
+  // `client_readable`: the client's slot is marked readable before the start (as after an event);
+  // false: as a connection registers a freshly accepted socket, which reports bytes already
+  // queued on it with its first event.
+  void start(bool allow_early_close, bool client_readable = true) {
     on_worker(worker, [&] {
-      client_slot.readable = true;
+      client_slot.readable = client_readable;
       EXPECT_TRUE(worker.poller().add(client.end.native_handle(), client_slot));
       EXPECT_TRUE(worker.poller().add(node.end.native_handle(), node_slot));
       client_slot.attach(&RelayRun::on_poll, this);
@@ -133,6 +136,24 @@ TEST_F(RelayTest, PassesAHalfCloseFromTheClientWhileTheNodeGoesOnSending) {
   EXPECT_EQ(run.result.bytes_to_node, 5U);
   EXPECT_EQ(run.result.bytes_to_client, 6U);
   EXPECT_TRUE(at_eof(run.client.peer));
+}
+
+TEST_F(RelayTest, RelaysBytesQueuedBeforeTheSocketsWereRegistered) {
+  // Verifies that a direction whose slot is not marked readable starts from the event of its
+  // registration: a request and a greeting queued on both sockets before the start, with
+  // neither slot marked readable, are relayed both ways without any further byte or event.
+  RelayRun run(worker_);
+  asio::write(run.client.peer, asio::buffer(std::string("request")));
+  asio::write(run.node.peer, asio::buffer(std::string("greeting")));
+  run.start(false, false);
+  EXPECT_EQ(read_exactly(run.node.peer, 7), "request");
+  EXPECT_EQ(read_exactly(run.client.peer, 8), "greeting");
+  run.client.peer.shutdown(asio::socket_base::shutdown_send);
+  run.node.peer.shutdown(asio::socket_base::shutdown_send);
+  ASSERT_TRUE(run.finished());
+  EXPECT_EQ(run.result.end, RelayEnd::finished);
+  EXPECT_EQ(run.result.bytes_to_node, 7U);
+  EXPECT_EQ(run.result.bytes_to_client, 8U);
 }
 
 TEST_F(RelayTest, PassesAHalfCloseFromTheNodeWhileTheClientGoesOnSending) {

@@ -44,5 +44,24 @@ TEST(Format, StatusSaysWhyAFailingCheckTookANodeOut) {
   EXPECT_EQ(line_b.find("check"), std::string::npos) << line_b;
 }
 
+TEST(Format, BlocksTableAndJson) {
+  // Verifies `blocks`: the table marks every listener with * and no end with -, aligned under
+  // its header; the JSON has null for every listener and for no end, times in ISO 8601 UTC.
+  const std::vector<state::BlockRow> rows{
+      state::BlockRow{"192.0.2.0/24", "", 1'800'000'000, 0},
+      state::BlockRow{"2001:db8::1", "web", 1'800'000'000, 1'800'003'600}};
+  EXPECT_EQ(format_blocks_table(rows),
+            "NETWORK       LISTENER  CREATED               EXPIRES\n"
+            "192.0.2.0/24  *         2027-01-15T08:00:00Z  -\n"
+            "2001:db8::1   web       2027-01-15T08:00:00Z  2027-01-15T09:00:00Z\n");
+  EXPECT_EQ(format_blocks_table({}), "NETWORK  LISTENER  CREATED  EXPIRES\n");
+  EXPECT_EQ(format_blocks_json(rows),
+            R"([{"network":"192.0.2.0/24","listener":null,"created":"2027-01-15T08:00:00Z",)"
+            R"("expires":null},{"network":"2001:db8::1","listener":"web",)"
+            R"("created":"2027-01-15T08:00:00Z","expires":"2027-01-15T09:00:00Z"}])"
+            "\n");
+  EXPECT_EQ(format_blocks_json({}), "[]\n");
+}
+
 }  // namespace
 }  // namespace pb::pbadmin

@@ -37,7 +37,7 @@ TEST(Database, MigratesEmptyFileToLatestVersion) {
   EXPECT_EQ(user_version(dir.path() / "protobalance.db"), static_cast<int>(migrations().size()));
   SQLite::Database db((dir.path() / "protobalance.db").string(), SQLite::OPEN_READONLY);
   EXPECT_EQ(db.execAndGet("PRAGMA journal_mode").getString(), "wal");
-  for (const char* table : {"affinity", "node_state", "listener_route"}) {
+  for (const char* table : {"affinity", "node_state", "listener_route", "block"}) {
     EXPECT_TRUE(db.tableExists(table)) << table;
   }
 }

@@ -1,0 +1,169 @@
+#include <algorithm>
+#include <chrono>
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "protobalance/config/utc_time.hpp"
+#include "protobalance/control/runtime.hpp"
+#include "protobalance/net/connection.hpp"
+
+namespace pb::control {
+
+namespace asio = boost::asio;
+
+// The block list: the entries an operator (or, later, a twin) set, kept in the database, published
+// to the workers as an immutable net::BlockSet that BlockCheck reads on the accept path.
+
+namespace {
+
+std::int64_t unix_seconds(net::BlockClock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+net::BlockClock::time_point from_unix(std::int64_t seconds) {
+  return net::BlockClock::time_point(std::chrono::seconds(seconds));
+}
+
+state::BlockRow row_of(const net::Block& block) {
+  return state::BlockRow{net::network_text(block.network), block.listener,
+                         unix_seconds(block.created),
+                         block.expires ? unix_seconds(*block.expires) : 0};
+}
+
+// "192.0.2.0/24 on every listener until 2026-12-07T01:02:03Z" for the log.
+std::string describe(const net::Block& block) {
+  const std::string where = block.listener.empty() ? std::string("every listener")
+                                                   : fmt::format("listener {}", block.listener);
+  const std::string until =
+      block.expires ? config::format_utc(unix_seconds(*block.expires)) : std::string("unblocked");
+  return fmt::format("{} on {} until {}", net::network_text(block.network), where, until);
+}
+
+bool same_subject(const net::Block& a, const net::Block& b) {
+  return a.network == b.network && a.listener == b.listener;
+}
+
+}  // namespace
+
+// Loads the blocks saved by an earlier run; ones that ended meanwhile (or that this release
+// cannot read) are deleted.
+void Runtime::restore_blocks() {
+  if (!store_) return;
+  const std::int64_t now = unix_seconds(net::BlockClock::now());
+  for (const auto& row : store_->load_blocks()) {
+    const auto parsed = net::parse_cidr(row.network);
+    if (!parsed.cidr || row.expired(now)) {
+      store_->enqueue(state::EraseBlock{row.network, row.listener});
+      continue;
+    }
+    net::Block block{*parsed.cidr, row.listener, from_unix(row.created),
+                     row.expires != 0 ? std::optional(from_unix(row.expires)) : std::nullopt};
+    spdlog::info("block of {} (set at run time, kept across the restart)", describe(block));
+    blocks_.push_back(std::move(block));
+  }
+  std::stable_sort(blocks_.begin(), blocks_.end(),
+                   [](const net::Block& a, const net::Block& b) { return a.created < b.created; });
+  apply_blocks();
+}
+
+// Publishes blocks_ to the workers. A listener that needs the check now and did not before (or
+// the other way round) gets new routes, with or without BlockCheck: a listener no block applies
+// to pays nothing.
+void Runtime::apply_blocks() {
+  const auto previous = block_list_->current();
+  const auto next = std::make_shared<const net::BlockSet>(blocks_);
+  block_list_->publish(next);
+  const auto snap = snapshot();
+  for (const auto& [name, group] : listeners_) {
+    if (previous->applies_to(name) != next->applies_to(name)) route_group(group, *snap);
+  }
+  schedule_block_expiry();
+}
+
+void Runtime::schedule_block_expiry() {
+  const auto next = block_list_->current()->next_expiry();
+  if (!next) {
+    block_expiry_timer_.cancel();
+    return;
+  }
+  block_expiry_timer_.expires_at(*next);  // cancels the wait for an earlier schedule
+  block_expiry_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const auto now = net::BlockClock::now();
+    const auto ended = std::stable_partition(blocks_.begin(), blocks_.end(),
+                                             [&](const net::Block& b) { return !b.expired(now); });
+    for (auto it = ended; it != blocks_.end(); ++it) {
+      spdlog::info("block of {} ended", describe(*it));
+      if (store_) {
+        store_->enqueue(state::EraseBlock{net::network_text(it->network), it->listener});
+      }
+    }
+    blocks_.erase(ended, blocks_.end());
+    apply_blocks();
+  });
+}
+
+// Closes the running connections of clients the current block list covers, on each worker's
+// own thread (a block lifted before a worker gets to it closes nothing there).
+void Runtime::close_blocked_sessions(const net::Block& block) {
+  for (auto& worker : workers_) {
+    asio::post(worker->context(), [w = worker.get(), list = block_list_, block] {
+      const auto now = net::BlockClock::now();
+      const auto current = list->current();
+      const std::size_t closed = w->close_connections([&](const net::Connection& c) {
+        return block.covers(c.client().address(), c.listener()) &&
+               current->blocks(c.client().address(), c.listener(), now);
+      });
+      if (closed > 0) {
+        spdlog::info("block of {}: closed {} running connection{}", describe(block), closed,
+                     closed == 1 ? "" : "s");
+      }
+    });
+  }
+}
+
+std::string Runtime::block(const net::Block& block) {
+  if (!block.listener.empty() && !listeners_.contains(block.listener)) {
+    return fmt::format("no listener named {}", block.listener);
+  }
+  const auto it = std::find_if(blocks_.begin(), blocks_.end(),
+                               [&](const net::Block& b) { return same_subject(b, block); });
+  if (it != blocks_.end()) {
+    *it = block;
+  } else {
+    blocks_.push_back(block);
+  }
+  if (store_) {
+    store_->enqueue(state::PutBlock{row_of(block)});
+    // Committed before the answer: `pbadmin blocks`, which reads the file, lists it at once.
+    store_->flush();
+  }
+  apply_blocks();
+  spdlog::info("blocked {}", describe(block));
+  close_blocked_sessions(block);
+  return {};
+}
+
+std::vector<net::Block> Runtime::unblock(const net::Cidr& network,
+                                         const std::optional<std::string>& listener) {
+  const auto lifted =
+      std::stable_partition(blocks_.begin(), blocks_.end(), [&](const net::Block& b) {
+        return !(b.network == network && (!listener || b.listener == *listener));
+      });
+  std::vector<net::Block> removed(lifted, blocks_.end());
+  blocks_.erase(lifted, blocks_.end());
+  if (removed.empty()) return removed;
+  for (const auto& block : removed) {
+    spdlog::info("lifted the block of {}", describe(block));
+    if (store_) {
+      store_->enqueue(state::EraseBlock{net::network_text(block.network), block.listener});
+    }
+  }
+  if (store_) store_->flush();
+  apply_blocks();
+  return removed;
+}
+
+}  // namespace pb::control
