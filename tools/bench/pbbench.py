@@ -407,14 +407,17 @@ http {{
     # ---- proxies --------------------------------------------------------------------------
 
     def launch(self, target, backend_port, threads=1, affinity=None, tag="", wrapper=(),
-               binary=None, proxy_protocol=None, guards=None, sni=None):
+               binary=None, proxy_protocol=None, guards=None, sni=None, twin=None,
+               accept_proxy=False):
         """Starts one proxy instance in front of `backend_port` (not yet waited for), under
         `wrapper` (e.g. a valgrind command line) if given. `binary` replaces the Proto Balance
         binary (the baseline); `proxy_protocol` ("v2") makes the proxy send a PROXY header to
         the node. `guards` (Proto Balance only; True or False) runs it from a config file with
         or without PB_GUARDS on its listener; `sni` (True or False) from a config file with or
         without SNI routes (HAProxy: req.ssl_sni, nginx: ssl_preread; False: the plain
-        configuration). Returns (proc, port, pids_fn)."""
+        configuration). `twin` (Proto Balance only) is the port of a Redis on 127.0.0.1 to
+        share affinity through ([twin]); `accept_proxy` makes its listener expect a PROXY
+        header in. Returns (proc, port, pids_fn)."""
         port = free_port()
         d = self.tmp / f"{target}{tag}-{port}"
         d.mkdir()
@@ -461,12 +464,14 @@ stream {{
             args = ["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")]
         elif target == "pb":
             binary = binary or self.binary
-            if affinity is None and proxy_protocol is None and guards is None and sni is None:
+            if (affinity is None and proxy_protocol is None and guards is None and sni is None
+                    and twin is None and not accept_proxy):
                 args = [str(binary), "--listen", f"127.0.0.1:{port}",
                         "--node", f"127.0.0.1:{backend_port}", "--threads", str(threads)]
             else:
                 cfg = self.pb_config(d, port, backend_port, threads, affinity, proxy_protocol,
-                                     guards=guards, sni=sni)
+                                     guards=guards, sni=sni, twin=twin,
+                                     accept_proxy=accept_proxy)
                 args = [str(binary), "--config", str(cfg)]
         else:
             raise ValueError(target)
@@ -479,18 +484,23 @@ stream {{
         return proc, port, pids
 
     def pb_config(self, d, port, backend_port, threads, affinity, proxy_protocol=None,
-                  guards=None, sni=None):
+                  guards=None, sni=None, twin=None, accept_proxy=False):
         (d / "var").mkdir(exist_ok=True)
         cfg = d / "pb.toml"
         cfg.write_text(f"""[service]
 threads = {threads}
 state_dir = "var"
-
+""" + (f"""
+[twin]
+redis = "127.0.0.1:{twin}"
+instance = "{d.name}"
+""" if twin else "") + f"""
 [[listener]]
 name = "bench"
 listen = "127.0.0.1:{port}"
 cluster = "backend"
-""" + (PB_GUARDS if guards else "") + (PB_SNI_ROUTES if sni else "") + f"""
+""" + ("accept_proxy = true\n" if accept_proxy else "") + (PB_GUARDS if guards else "") + (
+            PB_SNI_ROUTES if sni else "") + f"""
 [[cluster]]
 name = "backend"
 algorithm = "round_robin"
@@ -615,6 +625,7 @@ address = "127.0.0.1:{backend_port}"
                     wall, res["gbits"])
 
     def record(self, target, name, units, cpu, wall, rate, **extra):
+        self.last_recorded = (target, name)
         self.samples.setdefault((target, name), []).append(
             dict(units=units, cpu=cpu, wall=wall, rate=rate, **extra))
         unit = "Gbit/s" if "bulk" in name else "conn/s" if name.endswith("churn") else "req/s"
@@ -631,6 +642,10 @@ address = "127.0.0.1:{backend_port}"
             units = sum(x["units"] for x in runs)
             wall = sum(x["wall"] for x in runs)
             cpu = None if runs[0]["cpu"] is None else sum(x["cpu"] for x in runs)
+            for q in ("p50", "p99"):
+                values = [x[q] for x in runs if x.get(q) is not None]
+                if values or name.endswith("rr"):
+                    r[f"{name}_{q}"] = statistics.median(values) if values else None
             if name.endswith("churn"):
                 r[name + "_cps"] = rate
                 if cpu is not None:
@@ -638,9 +653,6 @@ address = "127.0.0.1:{backend_port}"
                     r[name + "_cpu_util"] = cpu / wall
             elif name.endswith("rr"):
                 r[name + "_rps"] = rate
-                for q in ("p50", "p99"):
-                    values = [x[q] for x in runs if x.get(q) is not None]
-                    r[f"{name}_{q}"] = statistics.median(values) if values else None
                 if cpu is not None:
                     r[name + "_cpu_us_req"] = cpu * 1e6 / units
                     r[name + "_cpu_util"] = cpu / wall
@@ -775,6 +787,8 @@ address = "127.0.0.1:{backend_port}"
                 self.guard_variants()
             if self.args.sni:
                 self.sni_variants(proxies)
+            if self.args.twin and "pb" in targets:
+                self.twin_variants()
             return
 
         log("start: time to listening and RSS")
@@ -826,6 +840,8 @@ address = "127.0.0.1:{backend_port}"
             self.guard_variants()
         if getattr(self.args, "sni", False):
             self.sni_variants(proxies)
+        if getattr(self.args, "twin", False) and "pb" in targets:
+            self.twin_variants()
         if self.args.baseline and "pb" in targets:
             self.baseline_variants(inst["pb"])
         for t in proxies:
@@ -948,6 +964,83 @@ address = "127.0.0.1:{backend_port}"
                 self.churn(t, insts[(t, key)][1], insts[(t, key)][2], key_prefix=key, tls=True)
         for i in insts.values():
             self.procs.stop(i[0])
+
+    def twin_variants(self):
+        """Proto Balance with affinity on, [twin] off against on (a redis-server started here,
+        no persistence), interleaved per round. Returning clients: wrk churn from one address,
+        every connection after the first a hit in the in-memory map (no Redis round trip).
+        First-seen clients: fresh_clients.py, a PROXY v1 header naming a new address on every
+        connection (listener with accept_proxy), so every connection is a miss: with [twin], a
+        Redis lookup before the node is chosen, then the decision written and published."""
+        log("Proto Balance [twin] off / on (returning and first-seen clients)")
+        redis_port = free_port()
+        redis = self.procs.start(
+            "redis-server", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no"],
+            self.load_cpu, self.tmp / "redis.log")
+        wait_listening(redis_port, redis)
+        insts = {
+            "twin_off_": self.start_proxy("pb", self.http_port, affinity=True, tag="-twin-off"),
+            "twin_on_": self.start_proxy("pb", self.http_port, affinity=True, twin=redis_port,
+                                         tag="-twin-on"),
+            "fresh_off_": self.start_proxy("pb", self.http_port, affinity=True,
+                                           accept_proxy=True, tag="-fresh-off"),
+            "fresh_on_": self.start_proxy("pb", self.http_port, affinity=True, twin=redis_port,
+                                          accept_proxy=True, tag="-fresh-on"),
+        }
+        for key in ("twin_off_", "twin_on_"):
+            self.wrk(insts[key][1], self.durations["warmup"], True, f"pb {key}warm-up")
+        rounds = max(self.rounds, 2)
+        for rnd in range(rounds):
+            for key in rotated(["twin_off_", "twin_on_"], rnd):
+                self.redis_measured(redis, key, lambda k=key: self.churn(
+                    "pb", insts[k][1], insts[k][2], self.durations["affinity"], k))
+        seconds = self.durations["affinity"]
+        start = 1  # every connection of the whole run names a new source address
+        for rnd in range(rounds):
+            for key in rotated(["fresh_off_", "fresh_on_"], rnd):
+                res = self.redis_measured(redis, key, lambda k=key, s=start: self.fresh_churn(
+                    insts[k][1], insts[k][2], seconds, s, f"pb {k}churn"))
+                start += res["connections"] + res["errors"] + 1
+        for i in insts.values():
+            self.procs.stop(i[0])
+        keys = subprocess.run(["redis-cli", "-p", str(redis_port), "--raw", "dbsize"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        self.notes.append(f"[twin]: the shared Redis held {keys} key(s) at the end (affinity "
+                          "entries of the first-seen clients, one per connection through the "
+                          "instance with [twin], and the returning client's).")
+        self.procs.stop(redis)
+
+    def redis_measured(self, redis, key, fn):
+        """Runs fn() and records the Redis server's CPU over it as target "redis"."""
+        before, t0 = cpu_seconds([redis.pid]), time.monotonic()
+        result = fn()
+        wall = time.monotonic() - t0
+        name = self.last_recorded[1]
+        runs = self.samples[self.last_recorded]
+        self.samples.setdefault(("redis", name), []).append(
+            dict(units=runs[-1]["units"], cpu=cpu_seconds([redis.pid]) - before, wall=wall,
+                 rate=runs[-1]["rate"]))
+        return result
+
+    def fresh_churn(self, port, pids, seconds, start, label):
+        """fresh_clients.py against `port` (50 concurrent connections), recorded as churn."""
+        script = Path(__file__).with_name("fresh_clients.py")
+
+        def go():
+            out = run_bounded([sys.executable, str(script), str(port), str(seconds),
+                               "--start", str(start)], seconds + 30, self.load_cpu)
+            try:
+                return json.loads(out.stdout)
+            except json.JSONDecodeError as e:
+                raise BenchError(f"{label}: {out.stdout}{out.stderr}") from e
+
+        res, cpu, wall = self.measure(pids, go)
+        if res["errors"]:
+            self.errors.append(f"{label}: {res['errors']} connection(s) failed")
+        self.record("pb", label.split()[-1], res["connections"], cpu, wall, res["rate"],
+                    p50=res["p50_ms"], p99=res["p99_ms"])
+        return res
 
     def baseline_variants(self, pb_inst):
         """This binary against --baseline (main before a change), interleaved per round:
@@ -1142,6 +1235,32 @@ def report(bench, header):
                      f"({b / a:.2f}×) | ≤ 1.03× | {ok} |")
         extra.append(f"| guards | connections/s, off → on | {pb['guards_off_churn_cps']:,.0f} → "
                      f"{pb['guards_on_churn_cps']:,.0f} | | |")
+    redis = R.get("redis", {})
+    if "twin_on_churn_cps" in pb:
+        a, b = pb["twin_off_churn_cps"], pb["twin_on_churn_cps"]
+        ok = "yes" if b >= a * 0.95 else f"**no** ({b / a:.2f}×)"
+        extra.append(f"| [twin], returning clients | connections/s, off → on | {a:,.0f} → "
+                     f"{b:,.0f} ({b / a:.2f}×) | ≥ 0.95× | {ok} |")
+        a, b = pb["twin_off_churn_cpu_ms_10k"], pb["twin_on_churn_cpu_ms_10k"]
+        extra.append(f"| [twin], returning clients | proxy CPU ms per 10k conn., off → on | "
+                     f"{a:,.0f} → {b:,.0f} ({b / a:.2f}×) | | |")
+        if "twin_on_churn_cpu_ms_10k" in redis:
+            extra.append(f"| [twin], returning clients | Redis CPU ms per 10k conn. | "
+                         f"{redis['twin_on_churn_cpu_ms_10k']:,.0f} | | |")
+    if "fresh_on_churn_cps" in pb:
+        a, b = pb["fresh_off_churn_cpu_ms_10k"], pb["fresh_on_churn_cpu_ms_10k"]
+        extra.append(f"| [twin], first-seen clients | proxy CPU ms per 10k conn., off → on | "
+                     f"{a:,.0f} → {b:,.0f} ({b / a:.2f}×) | report | |")
+        if "fresh_on_churn_cpu_ms_10k" in redis:
+            extra.append(f"| [twin], first-seen clients | Redis CPU ms per 10k conn. | "
+                         f"{redis['fresh_on_churn_cpu_ms_10k']:,.0f} | report | |")
+        extra.append(f"| [twin], first-seen clients | connections/s, off → on | "
+                     f"{pb['fresh_off_churn_cps']:,.0f} → {pb['fresh_on_churn_cps']:,.0f} | | |")
+        for q in ("p50", "p99"):
+            a, b = pb.get(f"fresh_off_churn_{q}"), pb.get(f"fresh_on_churn_{q}")
+            if a is not None and b is not None:
+                extra.append(f"| [twin], first-seen clients | connection {q} ms (connect to "
+                             f"reply's end), off → on | {a:.2f} → {b:.2f} | report | |")
     for t in ("pb", "haproxy", "nginx"):
         r = R.get(t, {})
         if "sni_on_churn_cpu_ms_10k" in r:
@@ -1238,8 +1357,11 @@ def main(doc):
     p.add_argument("--sni", action="store_true",
                    help="also measure HTTPS churn with SNI routing against none (Proto Balance "
                         "[[listener.route]], HAProxy req.ssl_sni, nginx ssl_preread)")
+    p.add_argument("--twin", action="store_true",
+                   help="also measure Proto Balance with affinity shared through Redis ([twin]) "
+                        "against affinity alone, for returning and for first-seen clients")
     p.add_argument("--variants-only", action="store_true",
-                   help="with --guards and/or --sni: measure only those variants")
+                   help="with --guards, --sni and/or --twin: measure only those variants")
     p.add_argument("--baseline", metavar="PATH",
                    help="another protobalance binary (main before a change), measured back to "
                         "back with this one")
@@ -1249,7 +1371,8 @@ def main(doc):
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if not set(args.targets) <= {"direct", "haproxy", "nginx", "pb"} or args.threads < 1:
         p.error("bad --targets or --threads")
-    for tool in ("taskset", "wrk", "iperf3", "nginx", "haproxy"):
+    for tool in ("taskset", "wrk", "iperf3", "nginx", "haproxy") + (
+            ("redis-server", "redis-cli") if args.twin else ()):
         if shutil.which(tool) is None:
             sys.exit(f"bench: {tool} not found: run tools/bench/setup.sh first")
     if args.baseline and not os.access(args.baseline, os.X_OK):
