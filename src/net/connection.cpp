@@ -242,7 +242,12 @@ void Connection::run_client_phases() {
             return;
           }
         }
-        client_slot_.readable = peeked > verdict.consume || client_slot_.peer_closed;
+      }
+      if (verdict.kind == Verdict::Kind::pass) {
+        // Bytes left on the stream (peeked and not taken, or beyond a peek that filled `want`)
+        // raise no new event: the relay must read them without waiting for one.
+        client_slot_.readable =
+            peeked > verdict.consume || peeked >= want || client_slot_.peer_closed;
       }
     }
     if (verdict.kind == Verdict::Kind::more) {

@@ -142,6 +142,36 @@ TEST(Connection, ProxyV1InByteAtATimeThenV2OutCarriesTheDecodedClient) {
   EXPECT_EQ(static_cast<std::uint8_t>(seen[0].header[12]), 0x21);  // v2, PROXY command
 }
 
+TEST(Connection, BytesSentWithALargestHeaderInAreRelayedWithoutAnotherEvent) {
+  // Verifies that the client's bytes sent in one segment with the end of a PROXY header of the
+  // largest size reach the node: the phase's peek is full (it saw no byte beyond the header)
+  // and no new event announces the rest, so the relay must read it at once. The header's first
+  // bytes go ahead, so that the phase has taken the first event before the rest arrives.
+  test::ProxyBackend node;
+  RouteFixture fixture({{"n1", node.address(), config::ProxyProtocol::v2}});
+  Balancer balancer(fixture.route({proxy_in()}));
+  std::string header("\r\n\r\n\0\r\nQUIT\n", 12);
+  header += "\x21\x11";  // v2 PROXY, TCP over IPv4
+  const std::size_t body = proxy::kMaxHeader - 16;
+  header += static_cast<char>(body >> 8);
+  header += static_cast<char>(body & 0xFF);
+  header += std::string("\xC0\x00\x02\x0A" "\xC6\x33\x64\x01" "\x10\x92" "\x01\xBB", 12);
+  const std::size_t padding = body - 12 - 3;  // a NOOP TLV fills the rest
+  header += '\x04';
+  header += static_cast<char>(padding >> 8);
+  header += static_cast<char>(padding & 0xFF);
+  header += std::string(padding, 'x');
+  ASSERT_EQ(header.size(), proxy::kMaxHeader);
+  Client client(balancer.endpoint());
+  client.send(header.substr(0, 16));
+  std::this_thread::sleep_for(20ms);  // pacing: the first part is peeked on its own
+  client.send(header.substr(16) + "hello");
+  EXPECT_EQ(client.read(5), "hello");
+  const auto seen = node.seen();
+  ASSERT_EQ(seen.size(), 1U);
+  EXPECT_EQ(seen[0].source, tcp::endpoint(asio::ip::make_address("192.0.2.10"), 4242));
+}
+
 TEST(Connection, V2LocalInKeepsTheConnectionsOwnAddressesForTheV1HeaderOut) {
   // Verifies v2 LOCAL in (a health check of the proxy in front): the client stays the
   // connection's own peer, and the v1 header out names it and the listener's address.
