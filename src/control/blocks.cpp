@@ -200,6 +200,13 @@ std::vector<net::Block> Runtime::lift_blocks(const net::Cidr& network,
   return removed;
 }
 
+std::uint64_t Runtime::blocks_in_force() const {
+  const auto now = net::BlockClock::now();
+  const auto& entries = block_list_->current()->entries();
+  return static_cast<std::uint64_t>(std::count_if(
+      entries.begin(), entries.end(), [&](const net::Block& b) { return !b.expired(now); }));
+}
+
 // A twin's block, or one found in Redis after a (re)connection: applied as the operator's would
 // be, not published again. The same block already in force (the re-read delivers every stored
 // one) changes nothing; one of a listener not configured here is ignored.

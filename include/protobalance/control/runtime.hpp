@@ -97,6 +97,8 @@ class Runtime final : public Balancer {
   std::vector<net::Block> unblock(const net::Cidr& network,
                                   const std::optional<std::string>& listener) override;
   std::vector<net::Block> blocks() const override { return blocks_; }
+  // How many blocks are in force now (ended ones not counted). Safe from any thread.
+  std::uint64_t blocks_in_force() const;
 
   // Listeners, clusters and nodes with their counters, as plain values (status.hpp). Safe from
   // any thread.
