@@ -1,5 +1,7 @@
 #include <algorithm>
 #include <chrono>
+#include <optional>
+#include <utility>
 
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
@@ -7,6 +9,7 @@
 
 #include "protobalance/config/utc_time.hpp"
 #include "protobalance/control/runtime.hpp"
+#include "protobalance/control/twins.hpp"
 #include "protobalance/net/connection.hpp"
 
 namespace pb::control {
@@ -43,6 +46,24 @@ std::string describe(const net::Block& block) {
 
 bool same_subject(const net::Block& a, const net::Block& b) {
   return a.network == b.network && a.listener == b.listener;
+}
+
+// The twins' name of a block (twin_link.hpp): NETWORK, or NETWORK@LISTENER for one listener.
+std::string twin_subject(const net::Cidr& network, const std::string& listener) {
+  std::string subject = net::network_text(network);
+  if (!listener.empty()) {
+    subject += '@';
+    subject += listener;
+  }
+  return subject;
+}
+
+// The network and listener of a twin's subject; nullopt when the network does not parse.
+std::optional<std::pair<net::Cidr, std::string>> parse_twin_subject(const std::string& subject) {
+  const auto at = subject.find('@');
+  const auto parsed = net::parse_cidr(subject.substr(0, at));
+  if (!parsed.cidr) return std::nullopt;
+  return std::pair{*parsed.cidr, at == std::string::npos ? std::string() : subject.substr(at + 1)};
 }
 
 }  // namespace
@@ -124,7 +145,14 @@ void Runtime::close_blocked_sessions(const net::Block& block) {
   }
 }
 
-std::string Runtime::block(const net::Block& block) {
+std::string Runtime::block(const net::Block& block) { return change_block(block, true); }
+
+std::vector<net::Block> Runtime::unblock(const net::Cidr& network,
+                                         const std::optional<std::string>& listener) {
+  return lift_blocks(network, listener, true);
+}
+
+std::string Runtime::change_block(const net::Block& block, bool share) {
   if (!block.listener.empty() && !listeners_.contains(block.listener)) {
     return fmt::format("no listener named {}", block.listener);
   }
@@ -141,13 +169,18 @@ std::string Runtime::block(const net::Block& block) {
     store_->flush();
   }
   apply_blocks();
-  spdlog::info("blocked {}", describe(block));
+  spdlog::info("blocked {}{}", describe(block), share ? "" : " (set by a twin)");
   close_blocked_sessions(block);
+  if (share && twins_) {
+    twins_->publish_block(twin_subject(block.network, block.listener),
+                          block.expires.value_or(net::BlockClock::time_point{}));
+  }
   return {};
 }
 
-std::vector<net::Block> Runtime::unblock(const net::Cidr& network,
-                                         const std::optional<std::string>& listener) {
+std::vector<net::Block> Runtime::lift_blocks(const net::Cidr& network,
+                                             const std::optional<std::string>& listener,
+                                             bool share) {
   const auto lifted =
       std::stable_partition(blocks_.begin(), blocks_.end(), [&](const net::Block& b) {
         return !(b.network == network && (!listener || b.listener == *listener));
@@ -156,7 +189,8 @@ std::vector<net::Block> Runtime::unblock(const net::Cidr& network,
   blocks_.erase(lifted, blocks_.end());
   if (removed.empty()) return removed;
   for (const auto& block : removed) {
-    spdlog::info("lifted the block of {}", describe(block));
+    spdlog::info("lifted the block of {}{}", describe(block), share ? "" : " (by a twin)");
+    if (share && twins_) twins_->publish_unblock(twin_subject(block.network, block.listener));
     if (store_) {
       store_->enqueue(state::EraseBlock{net::network_text(block.network), block.listener});
     }
@@ -164,6 +198,40 @@ std::vector<net::Block> Runtime::unblock(const net::Cidr& network,
   if (store_) store_->flush();
   apply_blocks();
   return removed;
+}
+
+std::uint64_t Runtime::blocks_in_force() const {
+  const auto now = net::BlockClock::now();
+  const auto& entries = block_list_->current()->entries();
+  return static_cast<std::uint64_t>(std::count_if(
+      entries.begin(), entries.end(), [&](const net::Block& b) { return !b.expired(now); }));
+}
+
+// A twin's block, or one found in Redis after a (re)connection: applied as the operator's would
+// be, not published again. The same block already in force (the re-read delivers every stored
+// one) changes nothing; one of a listener not configured here is ignored.
+void Runtime::apply_twin_block(const std::string& subject,
+                               std::chrono::system_clock::time_point until) {
+  const auto parsed = parse_twin_subject(subject);
+  if (!parsed) {
+    spdlog::debug("twin: a block of '{}' is not a network; ignored", subject);
+    return;
+  }
+  const auto now = net::BlockClock::now();
+  net::Block block{parsed->first, parsed->second, now,
+                   until == net::BlockClock::time_point{} ? std::nullopt : std::optional(until)};
+  if (block.expired(now)) return;
+  const auto it = std::find_if(blocks_.begin(), blocks_.end(),
+                               [&](const net::Block& b) { return same_subject(b, block); });
+  if (it != blocks_.end() && it->expires == block.expires) return;
+  const std::string error = change_block(block, false);
+  if (!error.empty()) spdlog::info("twin: a block set by a twin is not applied here: {}", error);
+}
+
+void Runtime::apply_twin_unblock(const std::string& subject) {
+  const auto parsed = parse_twin_subject(subject);
+  if (!parsed) return;
+  lift_blocks(parsed->first, parsed->second, false);
 }
 
 }  // namespace pb::control

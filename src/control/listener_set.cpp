@@ -68,7 +68,7 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
     auto route = std::make_shared<const net::Route>(
         net::Route{group.config.name, cluster, stats, affinity_.get(), affinity_stats,
                    options_.access_log, client_phases, sni_routes(group.config, snapshot, stats),
-                   twins_.get()});
+                   twins_.get(), block_list_});
     auto listener = group.per_worker[w];
     if (!listener->route()) {
       listener->set_route(std::move(route));  // not started yet: no worker reads it

@@ -177,6 +177,16 @@ bool Runtime::update_twins(const config::Config& cfg) {
         if (!error.empty()) spdlog::info("twin: a route set by a twin is not applied here: {}", error);
       });
     };
+    apply.block = [this](std::string subject, std::chrono::system_clock::time_point until) {
+      asio::post(control_, [this, subject = std::move(subject), until] {
+        if (!stopping_) apply_twin_block(subject, until);
+      });
+    };
+    apply.unblock = [this](std::string subject) {
+      asio::post(control_, [this, subject = std::move(subject)] {
+        if (!stopping_) apply_twin_unblock(subject);
+      });
+    };
     next = std::make_shared<Twins>(cfg, *affinity_, std::move(apply));
     affinity_->set_observer(next.get());
   }

@@ -162,6 +162,7 @@ Status take_status(const Runtime& runtime) {
   status.active_sessions = runtime.active_sessions();
   status.accept_pauses = runtime.accept_stats().pauses.load(kRelaxed);
   status.affinity_entries = runtime.affinity().size();
+  status.blocks = runtime.blocks_in_force();
   if (const auto& twin = snapshot->config->twin; twin.enabled) {
     TwinStatus& out = status.twin.emplace();
     out.redis = twin.redis;

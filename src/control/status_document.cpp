@@ -137,6 +137,7 @@ boost::json::object status_document(const Status& status) {
   return json::object{{"listeners", std::move(listeners)},
                       {"clusters", std::move(clusters)},
                       {"affinity_entries", status.affinity_entries},
+                      {"blocks", status.blocks},
                       {"twin", twin_value(status.twin)}};
 }
 

@@ -35,7 +35,7 @@ Twins::Twins(const config::Config& cfg, affinity::AffinityMap& map, Apply apply)
   callbacks.snapshot = [this](const std::function<void(const state::AffinityEntry&)>& emit) {
     list_entries(emit);
   };
-  spdlog::info("twin: sharing affinity, node states and routes through Redis at {} as '{}'",
+  spdlog::info("twin: sharing affinity, node states, routes and blocks through Redis at {} as '{}'",
                config_.redis, config_.instance);
   link_ = std::make_unique<state::TwinLink>(config_, std::move(callbacks));
 }
@@ -171,8 +171,11 @@ void Twins::on_message(const state::TwinMessage& m) {
       if (apply_.route) apply_.route(m.name, m.target);
       return;
     case Kind::block:
+      if (apply_.block) apply_.block(m.name, m.until);
+      return;
     case Kind::unblock:
-      return;  // no block list here yet
+      if (apply_.unblock) apply_.unblock(m.name);
+      return;
   }
 }
 

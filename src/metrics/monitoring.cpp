@@ -32,6 +32,7 @@ Monitoring::~Monitoring() {
 ExtraSources runtime_sources(control::Runtime& runtime, const AccessLog* access_log) {
   ExtraSources extra;
   extra.affinity_entries = [&runtime] { return std::uint64_t{runtime.affinity().size()}; };
+  extra.blocks = [&runtime] { return runtime.blocks_in_force(); };
   extra.affinity_lookups = [&runtime] {
     std::map<std::string, AffinityLookups> out;
     for (const auto& [cluster, stats] : runtime.affinity_stats()) {

@@ -243,6 +243,14 @@ void collect_extra(const ExtraSources& extra, std::vector<MetricFamily>& out) {
     add_gauge(f, {}, as_double(extra.affinity_entries()));
     out.push_back(std::move(f));
   }
+  if (extra.blocks) {
+    MetricFamily f = family("blocks",
+                            "Blocks in force, set at run time with pbadmin block (ended ones "
+                            "not counted).",
+                            MetricType::Gauge);
+    add_gauge(f, {}, as_double(extra.blocks()));
+    out.push_back(std::move(f));
+  }
   if (extra.affinity_lookups) {
     MetricFamily f = family("affinity_lookups_total",
                             "Affinity lookups by cluster and result (hit: the remembered node "

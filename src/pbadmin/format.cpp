@@ -272,6 +272,9 @@ std::string format_status(const boost::json::object& status) {
                              rows, "  ");
     }
   }
+  if (member(status, "blocks") != nullptr) {
+    text += "\nblocks in force: " + number_of(status, "blocks") + '\n';
+  }
   text += format_twin(status);
   return text;
 }

@@ -7,6 +7,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <fstream>
 #include <memory>
 #include <regex>
 #include <string>
@@ -61,6 +62,9 @@ class Blocked {
     args.insert(args.begin(), {binary("pbadmin"), "--config", file_.string()});
     return run(std::move(args), in(30s));
   }
+
+  // The whole exposition of /metrics ("" when the scrape failed).
+  std::string scrape() const { return http_get(metrics_, "/metrics").value_or(""); }
 
   double rejected(const std::string& listener, const std::string& reason) {
     const auto body = http_get(metrics_, "/metrics");
@@ -309,5 +313,46 @@ TEST(Block, BadInputIsAUsageError) {
   EXPECT_TRUE(served(b.address("mail"), "127.0.0.5"));
 }
 
+
+TEST(Block, CountInForceShowsInStatusAndMetrics) {
+  // Verifies that the number of blocks in force is in `pbadmin status` (text and --json) and in
+  // the gauge protobalance_blocks (an exposition promtool accepts); an ended block and a lifted
+  // one stop counting.
+  Blocked b;
+  auto status_blocks = [&] {
+    const auto status = b.pbadmin({"--json", "status"});
+    boost::system::error_code ec;
+    const auto start = status.output.find('{');
+    if (status.exit_code != 0 || start == std::string::npos) return std::int64_t{-1};
+    const auto value = boost::json::parse(status.output.substr(start), ec);
+    if (ec || !value.is_object() || !value.as_object().contains("blocks")) return std::int64_t{-1};
+    return value.as_object().at("blocks").to_number<std::int64_t>();
+  };
+  auto gauge = [&] { return Scrape(b.scrape())("protobalance_blocks"); };
+  EXPECT_EQ(status_blocks(), 0);
+  EXPECT_EQ(gauge(), 0);
+
+  ASSERT_EQ(b.pbadmin({"block", "192.0.2.0/24"}).exit_code, 0);
+  ASSERT_EQ(b.pbadmin({"block", "2001:db8::/32", "--listener", "web"}).exit_code, 0);
+  ASSERT_EQ(b.pbadmin({"block", "127.0.0.12", "--for", "2s"}).exit_code, 0);
+  EXPECT_EQ(status_blocks(), 3);
+  EXPECT_EQ(gauge(), 3);
+  const auto text = b.pbadmin({"status"});
+  EXPECT_NE(text.output.find("blocks in force: 3\n"), std::string::npos) << text.output;
+  const auto file = b.database().parent_path() / "scrape.txt";
+  {
+    std::ofstream out(file);
+    out << b.scrape();
+  }
+  const RunResult promtool =
+      run({"/bin/sh", "-c", "promtool check metrics < '" + file.string() + "'"});
+  EXPECT_EQ(promtool.exit_code, 0) << promtool.output;
+
+  // The timed block ends by itself; the unblocked one is lifted.
+  EXPECT_TRUE(eventually([&] { return status_blocks() == 2; }, in(20s)));
+  ASSERT_EQ(b.pbadmin({"unblock", "192.0.2.0/24"}).exit_code, 0);
+  EXPECT_EQ(status_blocks(), 1);
+  EXPECT_EQ(gauge(), 1);
+}
 }  // namespace
 }  // namespace pb::test

@@ -599,5 +599,108 @@ TEST(Twin, StatusShowsTheLinkAndTheTwinsHeard) {
   EXPECT_EQ(promtool.exit_code, 0) << promtool.output;
 }
 
+// True when a connection from `source` is served by node a or b (their greeting arrives).
+bool greeted(const std::string& address, const std::string& source) {
+  const std::string node = served(address, source);
+  return node == "a" || node == "b";
+}
+
+// A connection from `source` that the balancer closes without serving it (no greeting).
+bool refused(const std::string& address, const std::string& source) {
+  Client client(address, 5s, source);
+  if (!client.connected()) return false;
+  return client.recv_line(in(5s)).empty() && client.wait_closed(in(5s)) != PeerClose::timeout;
+}
+
+// The networks (with "@LISTENER" for one listener's) that `pbadmin blocks --json` lists from the
+// twin's database.
+std::set<std::string> listed_blocks(const Twin& twin) {
+  const auto result = pbadmin(twin, {"--json", "blocks"});
+  std::set<std::string> out;
+  const auto start = result.output.find('[');
+  if (result.exit_code != 0 || start == std::string::npos) return {"<error>"};
+  boost::system::error_code ec;
+  const auto rows = json::parse(result.output.substr(start), ec);
+  if (ec || !rows.is_array()) return {"<error>"};
+  for (const auto& row : rows.as_array()) {
+    std::string entry(row.as_object().at("network").as_string());
+    const auto& listener = row.as_object().at("listener");
+    if (listener.is_string()) entry += "@" + std::string(listener.as_string());
+    out.insert(entry);
+  }
+  return out;
+}
+
+TEST(Twin, BlockOnOneAppliesOnEveryTwin) {
+  // Verifies that blocks go through Redis: a block made on A refuses the client on B, closes
+  // the client's running connection on B and is kept in B's database; an unblock on B lets the
+  // client back on A; a block of one listener stays on that listener on the twin; a twin started
+  // later refuses the blocked client.
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  TwinFixture f;
+  auto A = f.start("A", redis);
+  auto B = f.start("B", redis);
+  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+
+  const std::string client = source(20);
+  Held running = hold(B->address(), client);
+  ASSERT_TRUE(running.node == "a" || running.node == "b") << running.node;
+  ASSERT_EQ(pbadmin(*A, {"block", client}).exit_code, 0);
+  EXPECT_TRUE(refused(A->address(), client));
+  ASSERT_TRUE(eventually([&] { return refused(B->address(), client); }, in(10s)));
+  EXPECT_NE(running.client.wait_closed(in(10s)), PeerClose::timeout);
+  EXPECT_EQ(listed_blocks(*B), std::set<std::string>{client});
+  EXPECT_TRUE(greeted(B->address(), source(21)));  // others are still served
+
+  // One listener's block: on the twin too, only that listener refuses.
+  const std::string other = source(22);
+  ASSERT_EQ(pbadmin(*A, {"block", other, "--listener", "m"}).exit_code, 0);
+  ASSERT_TRUE(eventually([&] { return refused(B->balancer->address("m"), other); }, in(10s)));
+  EXPECT_TRUE(greeted(B->address(), other));
+  EXPECT_EQ(listed_blocks(*B), (std::set<std::string>{client, other + "@m"}));
+
+  // A twin started later learns the blocks in force.
+  auto C = f.start("C", redis);
+  ASSERT_TRUE(eventually([&] { return connected(*C); }, in(20s)));
+  ASSERT_TRUE(eventually([&] { return refused(C->address(), client); }, in(10s)));
+  EXPECT_TRUE(refused(C->balancer->address("m"), other));
+  EXPECT_TRUE(greeted(C->address(), other));
+
+  // Unblocked on B: served again through A and C, gone from every database.
+  ASSERT_EQ(pbadmin(*B, {"unblock", client}).exit_code, 0);
+  EXPECT_TRUE(greeted(B->address(), client));
+  ASSERT_TRUE(eventually([&] { return greeted(A->address(), client); }, in(10s)));
+  ASSERT_TRUE(eventually([&] { return greeted(C->address(), client); }, in(10s)));
+  EXPECT_EQ(listed_blocks(*A), std::set<std::string>{other + "@m"});
+  EXPECT_EQ(listed_blocks(*C), std::set<std::string>{other + "@m"});
+  EXPECT_EQ(redis_cli(redis, {"EXISTS", "protobalance:b:" + client}), "0\n");
+}
+
+TEST(Twin, TimedBlockEndsOnEveryTwin) {
+  // Verifies that a block's end travels: `--for` set on A refuses on B, and the client is served
+  // again on both once the time is up (waited for, not slept), with the Redis record expired.
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  TwinFixture f;
+  auto A = f.start("A", redis);
+  auto B = f.start("B", redis);
+  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+
+  const std::string client = source(30);
+  ASSERT_EQ(pbadmin(*A, {"block", client, "--for", "3s"}).exit_code, 0);
+  ASSERT_TRUE(eventually([&] { return refused(B->address(), client); }, in(10s)));
+  const auto ttl = redis_cli(redis, {"TTL", "protobalance:b:" + client});
+  EXPECT_GT(std::stoi(ttl), 0) << ttl;
+  // Whole seconds: the end and the time of the write are each rounded.
+  EXPECT_LE(std::stoi(ttl), 4) << ttl;
+  ASSERT_TRUE(eventually([&] { return greeted(A->address(), client); }, in(20s)));
+  ASSERT_TRUE(eventually([&] { return greeted(B->address(), client); }, in(20s)));
+  EXPECT_TRUE(eventually([&] { return listed_blocks(*B).empty(); }, in(10s)));
+  // The record's time is rounded up to whole seconds: it may outlive the block by one.
+  EXPECT_TRUE(eventually(
+      [&] { return redis_cli(redis, {"EXISTS", "protobalance:b:" + client}) == "0\n"; }, in(5s)));
+}
+
 }  // namespace
 }  // namespace pb::test

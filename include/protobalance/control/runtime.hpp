@@ -97,6 +97,8 @@ class Runtime final : public Balancer {
   std::vector<net::Block> unblock(const net::Cidr& network,
                                   const std::optional<std::string>& listener) override;
   std::vector<net::Block> blocks() const override { return blocks_; }
+  // How many blocks are in force now (ended ones not counted). Safe from any thread.
+  std::uint64_t blocks_in_force() const;
 
   // Listeners, clusters and nodes with their counters, as plain values (status.hpp). Safe from
   // any thread.
@@ -194,6 +196,13 @@ class Runtime final : public Balancer {
   void apply_blocks();
   void schedule_block_expiry();
   void close_blocked_sessions(const net::Block& block);
+  // block() and unblock() made here (`share`: published to the twins) or by a twin.
+  std::string change_block(const net::Block& block, bool share);
+  std::vector<net::Block> lift_blocks(const net::Cidr& network,
+                                      const std::optional<std::string>& listener, bool share);
+  // A twin's block or unblock (subject as on the wire); on the control thread.
+  void apply_twin_block(const std::string& subject, std::chrono::system_clock::time_point until);
+  void apply_twin_unblock(const std::string& subject);
 
   std::shared_ptr<const config::Config> config_;
   RuntimeOptions options_;

@@ -131,6 +131,7 @@ struct Status {
   std::uint64_t active_sessions = 0;      // client connections over all workers
   std::uint64_t accept_pauses = 0;        // listeners paused for want of descriptors
   std::uint64_t affinity_entries = 0;
+  std::uint64_t blocks = 0;  // blocks in force (set at run time, not ended)
   std::optional<TwinStatus> twin;  // none without [twin]
 };
 

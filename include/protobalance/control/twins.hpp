@@ -37,6 +37,10 @@ class Twins final : public affinity::SharedLookup, public affinity::AffinityObse
     std::function<void(std::string cluster, std::string node, config::AdminState state)> node_state;
     // `cluster` empty: back to the configured one.
     std::function<void(std::string listener, std::string cluster)> route;
+    // A twin's block or unblock: `subject` as on the wire (NETWORK or NETWORK@LISTENER, see
+    // twin_link.hpp), `until` epoch = no end.
+    std::function<void(std::string subject, std::chrono::system_clock::time_point until)> block;
+    std::function<void(std::string subject)> unblock;
   };
 
   // Starts the link (it connects in the background; a Redis that cannot be used is logged and
@@ -70,8 +74,8 @@ class Twins final : public affinity::SharedLookup, public affinity::AffinityObse
                           config::AdminState state);
   // `cluster` empty: the route is reset.
   void publish_route(const std::string& listener, const std::string& cluster);
-  // The block list's seam: subject = address or CIDR, `until` epoch = no end. Twins receiving
-  // them ignore them until the block list exists here.
+  // The operator's blocks, shared with every twin: subject = NETWORK or NETWORK@LISTENER (see
+  // twin_link.hpp), `until` epoch = no end.
   void publish_block(const std::string& subject, std::chrono::system_clock::time_point until);
   void publish_unblock(const std::string& subject);
 

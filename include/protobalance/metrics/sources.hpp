@@ -46,6 +46,7 @@ struct ExtraSources {
   std::function<std::uint64_t()> store_write_errors;  // protobalance_store_write_errors_total
   std::function<std::uint64_t()> store_queue_depth;  // protobalance_affinity_store_queue_depth
   std::function<AccessLogCounts()> access_log;        // protobalance_access_log_records_total
+  std::function<std::uint64_t()> blocks;              // protobalance_blocks
 };
 
 // Takes a status snapshot (control::take_status on the running balancer). Called at scrape or

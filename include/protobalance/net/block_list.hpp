@@ -83,6 +83,9 @@ class BlockList {
   // count. Valid until this thread's next call; a thread keeps the set it saw last until then.
   const BlockSet& current_here() const;
   void publish(std::shared_ptr<const BlockSet> set);
+  // A number that changes with every publish (any thread; one atomic load). Compared with an
+  // earlier reading, it tells whether the set may have changed since.
+  std::uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
  private:
   std::atomic<std::shared_ptr<const BlockSet>> current_;

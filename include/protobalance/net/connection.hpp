@@ -96,6 +96,7 @@ class Connection : public ConnectionHook {
   void after_relay_step();
   void on_relay_done();
   bool register_client();
+  bool blocked_meanwhile() const;
   void reject(RejectReason reason, std::string_view outcome);
   void finish(std::string_view outcome);
   void release_node();
@@ -125,6 +126,8 @@ class Connection : public ConnectionHook {
   std::int32_t affine_ = -1;     // the client's affinity node (-1: none, or no longer configured)
   std::int32_t preferred_ = -1;  // the next choose() prefers it (affinity, then fall-over chain)
   std::int32_t node_ = -1;       // the chosen node while it holds a slot of it (release_node)
+  // The block list's version when the client phases began (blocked_meanwhile); 0 = not read.
+  std::uint64_t blocks_version_ = 0;
   std::uint16_t header_offset_ = 0;
   std::uint16_t header_size_ = 0;
   std::uint8_t client_phase_ = 0;  // index into route_->client_phases

@@ -13,6 +13,7 @@
 #include "protobalance/affinity/shared_lookup.hpp"
 #include "protobalance/balance/cluster.hpp"
 #include "protobalance/net/access_record.hpp"
+#include "protobalance/net/block_list.hpp"
 #include "protobalance/net/client_phase.hpp"
 
 namespace pb::net {
@@ -53,6 +54,11 @@ struct Route {
   // Twins ([twin]): where a client unknown to `affinity` is looked up before a node is chosen;
   // null without [twin]. Outlives every route that names it (the runtime keeps it).
   affinity::SharedLookup* shared_affinity = nullptr;
+  // The block list shared by every listener (null in tests without one). A connection that goes
+  // through client phases checks it once more on leaving them if it changed meanwhile
+  // (Connection::blocked_meanwhile), so that a block made while the client was not yet known
+  // (its PROXY header still awaited) applies to it.
+  std::shared_ptr<const BlockList> blocks = nullptr;
 };
 
 }  // namespace pb::net

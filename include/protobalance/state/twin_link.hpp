@@ -38,6 +38,9 @@
 // (value "1 UNTIL INSTANCE", expiring with the block). Messages on channel PREFIX "events":
 // "1 INSTANCE KIND FIELDS..." with KIND a|p|f|n|r|b|u (affinity, pin, forget, node state, route,
 // block, unblock). Fields are names (no spaces), hex client keys and Unix times in seconds.
+// A block's SUBJECT is its network in canonical text (net::network_text: "192.0.2.7",
+// "192.0.2.0/24", "2001:db8::/32"), followed by "@" LISTENER for a block of one listener only
+// ("192.0.2.0/24@web"); network text never holds '@'. UNTIL is 0 for a block without end.
 
 #include <chrono>
 #include <cstdint>

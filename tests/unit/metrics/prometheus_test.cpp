@@ -115,6 +115,7 @@ std::set<std::string> family_names(const std::string& text) {
 ExtraSources every_source() {
   ExtraSources extra;
   extra.affinity_entries = [] { return std::uint64_t{42}; };
+  extra.blocks = [] { return std::uint64_t{3}; };
   extra.affinity_lookups = [] {
     return std::map<std::string, AffinityLookups>{{"web", {10, 3, 2}}, {"db", {1, 0, 0}}};
   };
@@ -242,12 +243,14 @@ TEST_F(Collector, ExportsSourcedMetricsOnlyWhenTheirSourceIsSet) {
   for (const char* name :
        {"protobalance_affinity_entries", "protobalance_affinity_lookups_total",
         "protobalance_config_reloads_total", "protobalance_store_write_errors_total",
-        "protobalance_affinity_store_queue_depth", "protobalance_access_log_records_total"}) {
+        "protobalance_affinity_store_queue_depth", "protobalance_access_log_records_total",
+        "protobalance_blocks"}) {
     EXPECT_EQ(bare.find(name), std::string::npos) << name;
   }
 
   const std::string text = render(every_source());
   EXPECT_TRUE(has_line(text, "protobalance_affinity_entries 42"));
+  EXPECT_TRUE(has_line(text, "protobalance_blocks 3"));
   EXPECT_TRUE(
       has_line(text, R"(protobalance_affinity_lookups_total{cluster="web",result="hit"} 10)"));
   EXPECT_TRUE(
@@ -323,7 +326,7 @@ TEST_F(Collector, ExportsEveryMetricNameOfTheContract) {
         "failovers_total", "affinity_entries", "affinity_lookups_total",
         "listener_connections_total", "listener_rejected_total", "config_reloads_total",
         "build_info", "process_start_time_seconds", "accept_pauses_total",
-        "store_write_errors_total"}) {
+        "store_write_errors_total", "blocks"}) {
     const std::string full = std::string("protobalance_") + name;
     EXPECT_TRUE(names.contains(full)) << full;
     EXPECT_NE(text.find("# HELP " + full + " "), std::string::npos) << full;

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "net_fixtures.hpp"
+#include "protobalance/net/block_list.hpp"
 #include "protobalance/net/listener.hpp"
 #include "protobalance/net/proxy_header_in.hpp"
 #include "protobalance/net/proxy_protocol.hpp"
@@ -170,6 +171,35 @@ TEST(Connection, BytesSentWithALargestHeaderInAreRelayedWithoutAnotherEvent) {
   const auto seen = node.seen();
   ASSERT_EQ(seen.size(), 1U);
   EXPECT_EQ(seen[0].source, tcp::endpoint(asio::ip::make_address("192.0.2.10"), 4242));
+}
+
+TEST(Connection, BlockMadeWhileThePROXYHeaderIsAwaitedRefusesTheClientItNames) {
+  // Verifies that a block made after the connection was accepted, while its PROXY header was
+  // still awaited (the route has no block check: no block applied when it was made), refuses the
+  // client the header then names: the node is never contacted and the refusal is counted as
+  // `blocked`. A block of another client changes nothing for it.
+  test::ProxyBackend node;
+  RouteFixture fixture({{"n1", node.address(), config::ProxyProtocol::v2}});
+  auto blocks = std::make_shared<BlockList>();
+  auto route = std::make_shared<Route>(*fixture.route({proxy_in()}));
+  route->blocks = blocks;
+  Balancer balancer(route);
+  auto block_of = [](const std::string& network) {
+    return Block{*parse_cidr(network).cidr, "", BlockClock::now(), std::nullopt};
+  };
+
+  Client blocked(balancer.endpoint());
+  Client other(balancer.endpoint());
+  ASSERT_TRUE(eventually([&] { return fixture.stats->connections.load() == 2; }));
+  blocks->publish(std::make_shared<const BlockSet>(std::vector<Block>{block_of("192.0.2.0/24")}));
+  blocked.send("PROXY TCP4 192.0.2.10 198.51.100.1 4242 443\r\nhello");
+  other.send("PROXY TCP4 198.51.100.7 198.51.100.1 4242 443\r\nhello");
+  EXPECT_TRUE(blocked.closed_by_peer());
+  EXPECT_EQ(other.read(5), "hello");
+  EXPECT_EQ(fixture.rejected(RejectReason::blocked), 1U);
+  const auto seen = node.seen();
+  ASSERT_EQ(seen.size(), 1U);
+  EXPECT_EQ(seen[0].source.address(), asio::ip::make_address("198.51.100.7"));
 }
 
 TEST(Connection, V2LocalInKeepsTheConnectionsOwnAddressesForTheV1HeaderOut) {
