@@ -28,6 +28,17 @@ constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
 constexpr auto kInstanceMemory = std::chrono::minutes(10);
 constexpr int kFormatVersion = 1;
 constexpr std::size_t kMaxQueuedJobs = 100000;
+// Jobs sent together in one pipelined batch at most (bounds the buffers and the time a job waits
+// for the ones before it).
+constexpr std::size_t kMaxBatch = 1000;
+
+// An affinity decision in one command, atomically: SET NX EX and, when it won, PUBLISH; when it
+// lost, the winner's value. KEYS[1] = key; ARGV = value, ttl, channel, message. Returns 1 when
+// won, the value in Redis when lost (nil if it expired in between, never at once: it is atomic).
+constexpr const char* kDecideScript =
+    "if redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then "
+    "redis.call('PUBLISH', ARGV[3], ARGV[4]) return 1 end "
+    "return redis.call('GET', KEYS[1])";
 
 struct ReplyDeleter {
   void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -117,6 +128,43 @@ std::string reply_text(const redisReply* r) {
   return r != nullptr && r->str != nullptr ? std::string(r->str, r->len) : std::string{};
 }
 
+using Args = std::vector<std::string>;
+
+// One unit of work of the command thread. The commands of every queued job are sent together
+// (pipelined: appended, one write), then the replies are read in order and handed to each job.
+struct Job {
+  // Called just before sending: the commands to send; none when the job has nothing left to do
+  // (then `done` is not called).
+  std::function<std::vector<Args>()> prepare;
+  // The replies to those commands, in order; a null Reply when the connection failed first.
+  std::function<void(std::vector<Reply>&)> done;
+};
+
+void append(redisContext* c, const Args& args) {
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lengths;
+  argv.reserve(args.size());
+  lengths.reserve(args.size());
+  for (const std::string& a : args) {
+    argv.push_back(a.data());
+    lengths.push_back(a.size());
+  }
+  redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data());
+}
+
+// The next reply of a pipeline (flushes what was appended first); nullptr when the connection
+// failed.
+Reply next_reply(redisContext* c) {
+  if (c->err != 0) {
+    return nullptr;
+  }
+  void* raw = nullptr;
+  if (redisGetReply(c, &raw) != REDIS_OK) {
+    return nullptr;
+  }
+  return Reply(static_cast<redisReply*>(raw));
+}
+
 }  // namespace
 
 struct TwinLink::State {
@@ -127,7 +175,7 @@ struct TwinLink::State {
   mutable std::mutex mutex;
   std::condition_variable wake;
   bool stopping = false;
-  std::deque<std::function<void(redisContext*)>> jobs;
+  std::deque<Job> jobs;
   TwinStats stats;
   std::map<std::string, SystemTime> instances;
 
@@ -139,6 +187,10 @@ struct TwinLink::State {
   std::map<std::uint64_t, Pending> pending;
   std::uint64_t next_lookup = 1;
   std::condition_variable deadline_changed;
+  // Until when the deadline thread sleeps: a new lookup wakes it only when its deadline is
+  // earlier (lookups with one timeout come in deadline order and wake nobody).
+  Clock::time_point deadline_sleep = Clock::time_point::min();
+  std::string own_prefix;  // "1 INSTANCE ": how our own messages start
 
   std::atomic<bool> connected{false};
   std::atomic<bool> resync_requested{false};
@@ -263,7 +315,7 @@ struct TwinLink::State {
       first = false;
       resync(c.get());
       while (c->err == 0) {
-        std::function<void(redisContext*)> job;
+        std::vector<Job> batch;
         {
           std::unique_lock lock(mutex);
           wake.wait_for(lock, std::chrono::milliseconds(200),
@@ -271,13 +323,15 @@ struct TwinLink::State {
           if (stopping) {
             return;
           }
-          if (!jobs.empty()) {
-            job = std::move(jobs.front());
+          const std::size_t n = std::min(jobs.size(), kMaxBatch);
+          batch.reserve(n);
+          for (std::size_t i = 0; i < n; ++i) {
+            batch.push_back(std::move(jobs.front()));
             jobs.pop_front();
           }
         }
-        if (job) {
-          job(c.get());
+        if (!batch.empty()) {
+          run_batch(c.get(), batch);
         } else if (resync_requested.exchange(false)) {
           resync(c.get());
         } else if (closed_by_peer(c.get())) {
@@ -308,7 +362,31 @@ struct TwinLink::State {
     return true;
   }
 
-  void enqueue(std::function<void(redisContext*)> job) {
+  // Sends the commands of every job at once, then hands each job its replies, in order.
+  static void run_batch(redisContext* c, std::vector<Job>& batch) {
+    std::vector<std::vector<Args>> commands(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      commands[i] = batch[i].prepare();
+      for (const Args& args : commands[i]) {
+        if (c->err == 0) {
+          append(c, args);
+        }
+      }
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (commands[i].empty()) {
+        continue;
+      }
+      std::vector<Reply> replies;
+      replies.reserve(commands[i].size());
+      for (std::size_t k = 0; k < commands[i].size(); ++k) {
+        replies.push_back(next_reply(c));
+      }
+      batch[i].done(replies);
+    }
+  }
+
+  void enqueue(Job job) {
     {
       std::lock_guard lock(mutex);
       if (stopping) {
@@ -330,12 +408,31 @@ struct TwinLink::State {
     ++stats.messages_sent;
   }
 
-  void publish(redisContext* c, const std::string& kind, const std::string& fields) {
-    Reply r = command(c, {"PUBLISH", channel,
-                          fmt::format("{} {} {} {}", kFormatVersion, config.instance, kind, fields)});
-    if (r && r->type != REDIS_REPLY_ERROR) {
-      count_sent();
-    }
+  Args publish_command(const std::string& kind, const std::string& fields) const {
+    return {"PUBLISH", channel,
+            fmt::format("{} {} {} {}", kFormatVersion, config.instance, kind, fields)};
+  }
+
+  // A job that writes (`writes`, built when sent; none: nothing to do) and then publishes, both
+  // in the same batch, so that an instance's messages keep their order.
+  Job write_and_publish(std::function<std::vector<Args>()> writes, std::string kind,
+                        std::string fields) {
+    Job job;
+    job.prepare = [this, writes = std::move(writes), kind = std::move(kind),
+                   fields = std::move(fields)] {
+      std::vector<Args> commands = writes();
+      if (!commands.empty()) {
+        commands.push_back(publish_command(kind, fields));
+      }
+      return commands;
+    };
+    job.done = [this](std::vector<Reply>& replies) {
+      const Reply& r = replies.back();
+      if (r && r->type != REDIS_REPLY_ERROR) {
+        count_sent();
+      }
+    };
+    return job;
   }
 
   std::string affinity_key(const std::string& cluster, const std::string& key) const {
@@ -350,29 +447,53 @@ struct TwinLink::State {
                .count());
   }
 
-  void write_affinity(redisContext* c, const AffinityEntry& e, bool pin) {
-    const std::int64_t ttl = remaining(e);
-    if (ttl <= 0) {
-      return;
+  std::string affinity_fields(const AffinityEntry& e) const {
+    return fmt::format("{} {} {} {} {}", e.cluster, hex(e.key), e.node, to_unix(e.last_seen),
+                       e.ttl.count());
+  }
+
+  // An affinity write: first writer wins (one script: SET NX EX, PUBLISH when won, the winner's
+  // value when lost), or SET EX and PUBLISH for a pin.
+  Job affinity_job(const AffinityEntry& e, bool pin) {
+    if (pin) {
+      return write_and_publish(
+          [this, e]() -> std::vector<Args> {
+            const std::int64_t ttl = remaining(e);
+            if (ttl <= 0) {
+              return {};
+            }
+            return {{"SET", affinity_key(e.cluster, e.key), affinity_value(e), "EX",
+                     std::to_string(ttl)}};
+          },
+          "p", affinity_fields(e));
     }
-    const std::string key = affinity_key(e.cluster, e.key);
-    const std::string value =
-        fmt::format("{} {} {} {}", kFormatVersion, e.node, to_unix(e.last_seen), config.instance);
-    std::vector<std::string> args{"SET", key, value, "EX", std::to_string(ttl)};
-    if (!pin) {
-      args.emplace_back("NX");
-    }
-    Reply r = command(c, args);
-    if (!r) {
-      return;
-    }
-    if (r->type == REDIS_REPLY_NIL) {
-      // Lost the race (or re-publishing an entry someone else holds): report the winner.
-      Reply g = command(c, {"GET", key});
-      if (!g || g->type != REDIS_REPLY_STRING) {
+    Job job;
+    job.prepare = [this, e]() -> std::vector<Args> {
+      const std::int64_t ttl = remaining(e);
+      if (ttl <= 0) {
+        return {};
+      }
+      return {{"EVAL", kDecideScript, "1", affinity_key(e.cluster, e.key), affinity_value(e),
+               std::to_string(ttl), channel,
+               fmt::format("{} {} a {}", kFormatVersion, config.instance, affinity_fields(e))}};
+    };
+    job.done = [this, e](std::vector<Reply>& replies) {
+      const Reply& r = replies.front();
+      if (!r) {
         return;
       }
-      const std::vector<std::string> w = split(reply_text(g.get()));
+      if (r->type == REDIS_REPLY_INTEGER) {
+        count_sent();
+        return;
+      }
+      if (r->type != REDIS_REPLY_STRING) {
+        if (r->type == REDIS_REPLY_ERROR) {
+          spdlog::warn("twin: Redis refused an affinity write: {}", reply_text(r.get()));
+        }
+        return;
+      }
+      // Lost the race (or re-publishing an entry someone else holds): report the winner.
+      const std::vector<std::string> w = split(reply_text(r.get()));
       if (w.size() < 3 || w[0] != "1" || w[1] == e.node) {
         return;
       }
@@ -386,11 +507,13 @@ struct TwinLink::State {
       if (callbacks.on_conflict) {
         callbacks.on_conflict(winner);
       }
-      return;
-    }
-    publish(c, pin ? "p" : "a",
-            fmt::format("{} {} {} {} {}", e.cluster, hex(e.key), e.node, to_unix(e.last_seen),
-                        e.ttl.count()));
+    };
+    return job;
+  }
+
+  std::string affinity_value(const AffinityEntry& e) const {
+    return fmt::format("{} {} {} {}", kFormatVersion, e.node, to_unix(e.last_seen),
+                       config.instance);
   }
 
   void republish(redisContext* c) {
@@ -398,12 +521,18 @@ struct TwinLink::State {
       return;
     }
     std::size_t count = 0;
+    std::vector<Job> batch;
     callbacks.snapshot([&](const AffinityEntry& e) {
       if (c->err == 0) {
-        write_affinity(c, e, false);
+        batch.push_back(affinity_job(e, false));
         ++count;
+        if (batch.size() >= kMaxBatch) {
+          run_batch(c, batch);
+          batch.clear();
+        }
       }
     });
+    run_batch(c, batch);
     spdlog::info("twin: published again {} affinity entries held locally", count);
   }
 
@@ -551,6 +680,9 @@ struct TwinLink::State {
   }
 
   void on_published(const std::string& text) {
+    if (text.starts_with(own_prefix)) {
+      return;  // ours, seen again through the subscription
+    }
     const std::vector<std::string> w = split(text);
     if (w.size() < 3 || w[0] != "1" || w[1] == config.instance) {
       return;
@@ -665,6 +797,7 @@ struct TwinLink::State {
       for (const auto& [id, p] : pending) {
         next = std::min(next, p.deadline);
       }
+      deadline_sleep = next;
       if (next == Clock::time_point::max()) {
         deadline_changed.wait(lock);
       } else {
@@ -695,6 +828,7 @@ TwinLink::TwinLink(config::TwinConfig config, TwinCallbacks callbacks)
   s.config = std::move(config);
   s.callbacks = std::move(callbacks);
   s.channel = s.config.key_prefix + "events";
+  s.own_prefix = fmt::format("{} {} ", kFormatVersion, s.config.instance);
   if (::pipe(s.wake_pipe) != 0) {
     s.wake_pipe[0] = s.wake_pipe[1] = -1;
   }
@@ -727,68 +861,68 @@ TwinLink::~TwinLink() {
 }
 
 void TwinLink::publish_affinity(const AffinityEntry& entry) {
-  state_->enqueue([s = state_.get(), entry](redisContext* c) { s->write_affinity(c, entry, false); });
+  state_->enqueue(state_->affinity_job(entry, false));
 }
 
 void TwinLink::publish_pin(const AffinityEntry& entry) {
-  state_->enqueue([s = state_.get(), entry](redisContext* c) { s->write_affinity(c, entry, true); });
+  state_->enqueue(state_->affinity_job(entry, true));
 }
 
 void TwinLink::publish_forget(const std::string& cluster, const std::string& key) {
-  state_->enqueue([s = state_.get(), cluster, key](redisContext* c) {
-    if (command(c, {"DEL", s->affinity_key(cluster, key)})) {
-      s->publish(c, "f", fmt::format("{} {}", cluster, hex(key)));
-    }
-  });
+  State& s = *state_;
+  s.enqueue(s.write_and_publish(
+      [k = s.affinity_key(cluster, key)]() -> std::vector<Args> { return {{"DEL", k}}; }, "f",
+      fmt::format("{} {}", cluster, hex(key))));
 }
 
 void TwinLink::publish_node_state(const std::string& cluster, const std::string& node,
                                   const std::string& state) {
-  state_->enqueue([s = state_.get(), cluster, node, state](redisContext* c) {
-    const std::string key = fmt::format("{}n:{}:{}", s->config.key_prefix, cluster, node);
-    if (command(c, {"SET", key, fmt::format("{} {} {}", kFormatVersion, state, s->config.instance)})) {
-      s->publish(c, "n", fmt::format("{} {} {}", cluster, node, state));
-    }
-  });
+  State& s = *state_;
+  s.enqueue(s.write_and_publish(
+      [k = fmt::format("{}n:{}:{}", s.config.key_prefix, cluster, node),
+       v = fmt::format("{} {} {}", kFormatVersion, state, s.config.instance)]()
+          -> std::vector<Args> { return {{"SET", k, v}}; },
+      "n", fmt::format("{} {} {}", cluster, node, state)));
 }
 
 void TwinLink::publish_route(const std::string& name, const std::string& target) {
-  state_->enqueue([s = state_.get(), name, target](redisContext* c) {
-    const std::string key = fmt::format("{}r:{}", s->config.key_prefix, name);
-    const Reply r = target.empty()
-                        ? command(c, {"DEL", key})
-                        : command(c, {"SET", key, fmt::format("{} {} {}", kFormatVersion, target,
-                                                              s->config.instance)});
-    if (r) {
-      s->publish(c, "r", target.empty() ? name : fmt::format("{} {}", name, target));
-    }
-  });
+  State& s = *state_;
+  const std::string key = fmt::format("{}r:{}", s.config.key_prefix, name);
+  Args write = target.empty()
+                   ? Args{"DEL", key}
+                   : Args{"SET", key,
+                          fmt::format("{} {} {}", kFormatVersion, target, s.config.instance)};
+  s.enqueue(s.write_and_publish(
+      [write = std::move(write)]() -> std::vector<Args> { return {write}; }, "r",
+      target.empty() ? name : fmt::format("{} {}", name, target)));
 }
 
 void TwinLink::publish_block(const std::string& subject, SystemTime until) {
-  state_->enqueue([s = state_.get(), subject, until](redisContext* c) {
-    const std::string key = fmt::format("{}b:{}", s->config.key_prefix, subject);
-    std::vector<std::string> args{
-        "SET", key, fmt::format("{} {} {}", kFormatVersion, to_unix(until), s->config.instance)};
-    if (until != SystemTime{}) {
-      const auto left = to_unix(until) - to_unix(std::chrono::system_clock::now());
-      if (left <= 0) {
-        return;
-      }
-      args.insert(args.end(), {"EX", std::to_string(left)});
-    }
-    if (command(c, args)) {
-      s->publish(c, "b", fmt::format("{} {}", subject, to_unix(until)));
-    }
-  });
+  State& s = *state_;
+  s.enqueue(s.write_and_publish(
+      [key = fmt::format("{}b:{}", s.config.key_prefix, subject),
+       value = fmt::format("{} {} {}", kFormatVersion, to_unix(until), s.config.instance),
+       until]() -> std::vector<Args> {
+        Args args{"SET", key, value};
+        if (until != SystemTime{}) {
+          const auto left = to_unix(until) - to_unix(std::chrono::system_clock::now());
+          if (left <= 0) {
+            return {};
+          }
+          args.insert(args.end(), {"EX", std::to_string(left)});
+        }
+        return {args};
+      },
+      "b", fmt::format("{} {}", subject, to_unix(until))));
 }
 
 void TwinLink::publish_unblock(const std::string& subject) {
-  state_->enqueue([s = state_.get(), subject](redisContext* c) {
-    if (command(c, {"DEL", fmt::format("{}b:{}", s->config.key_prefix, subject)})) {
-      s->publish(c, "u", subject);
-    }
-  });
+  State& s = *state_;
+  s.enqueue(s.write_and_publish(
+      [k = fmt::format("{}b:{}", s.config.key_prefix, subject)]() -> std::vector<Args> {
+        return {{"DEL", k}};
+      },
+      "u", subject));
 }
 
 void TwinLink::lookup_affinity(const std::string& cluster, const std::string& key,
@@ -799,24 +933,31 @@ void TwinLink::lookup_affinity(const std::string& cluster, const std::string& ke
     return;
   }
   std::uint64_t id = 0;
+  bool earlier = false;
   {
     std::lock_guard lock(s.mutex);
     id = s.next_lookup++;
-    s.pending[id] = State::Pending{Clock::now() + timeout, std::move(done)};
+    const auto deadline = Clock::now() + timeout;
+    earlier = deadline < s.deadline_sleep;
+    s.pending[id] = State::Pending{deadline, std::move(done)};
   }
-  s.deadline_changed.notify_all();
-  s.enqueue([sp = state_.get(), id, key = s.affinity_key(cluster, key)](redisContext* c) {
-    {
-      std::lock_guard lock(sp->mutex);
-      if (!sp->pending.contains(id)) {
-        return;  // answered already (timeout): no need to ask
-      }
+  if (earlier) {
+    s.deadline_changed.notify_all();
+  }
+  Job job;
+  job.prepare = [sp = state_.get(), id, k = s.affinity_key(cluster, key)]() -> std::vector<Args> {
+    std::lock_guard lock(sp->mutex);
+    if (!sp->pending.contains(id)) {
+      return {};  // answered already (timeout): no need to ask
     }
-    Reply r = command(c, {"GET", key});
+    return {{"GET", k}};
+  };
+  job.done = [sp = state_.get(), id](std::vector<Reply>& replies) {
     LookupCallback cb = sp->take(id);
     if (!cb) {
       return;
     }
+    const Reply& r = replies.front();
     if (!r) {
       sp->answer(cb, {LookupResult::Status::unavailable, {}});
       return;
@@ -827,7 +968,8 @@ void TwinLink::lookup_affinity(const std::string& cluster, const std::string& ke
     } else {
       sp->answer(cb, {LookupResult::Status::miss, {}});
     }
-  });
+  };
+  s.enqueue(std::move(job));
 }
 
 TwinStats TwinLink::stats() const {

@@ -5,10 +5,15 @@
 // status and metrics.
 //
 // Threads. The link owns three threads of its own and never runs Redis I/O on the caller's:
-//  - the command thread owns the command connection (SET/GET/DEL/PUBLISH/SCAN) and works through
-//    a queue; it connects with AUTH (password read from password_file at every connection) and
-//    SELECT, checks with PING that the server is a Redis, and reconnects with a back-off
-//    (100 ms doubling to 5 s). The loss of the connection is logged once (warn), not per retry.
+//  - the command thread owns the command connection (SET/GET/DEL/PUBLISH/EVAL/SCAN) and works
+//    through a queue (bounded: 100000 jobs; beyond, writes are dropped and counted). It takes
+//    every queued job at once (up to 1000), sends all their commands in one pipelined write and
+//    then reads the replies in order, handing each job its own: a burst of first-seen clients
+//    costs one round trip, not three per client, and jobs still run in the order they were
+//    queued (an instance's messages keep their order). It connects with AUTH (password read from
+//    password_file at every connection) and SELECT, checks with PING that the server is a
+//    Redis, and reconnects with a back-off (100 ms doubling to 5 s). The loss of the connection
+//    is logged once (warn), not per retry.
 //  - the subscriber thread owns the SUBSCRIBE connection and delivers the twins' messages.
 //  - the deadline thread answers lookups whose time ran out.
 // Every public function only queues work and returns at once; none waits for Redis.
@@ -22,7 +27,9 @@
 //
 // Sharing rules. Affinity entries are written with SET NX EX ttl: the first writer wins. When an
 // entry exists already with another node, on_conflict reports the winner's entry (the caller moves
-// the client there on its next connection). Every change is also PUBLISHed to the twins, who
+// the client there on its next connection). The decision is one command (a short Lua script run
+// with EVAL: SET NX EX, then PUBLISH when it won or the winner's value when it lost; atomic, so
+// no follow-up round trip). Every change is also PUBLISHed to the twins, who
 // ignore their own messages (by instance name). Node states, routes and blocks are stored under
 // the prefix too (so that a twin started later finds them) and published.
 //

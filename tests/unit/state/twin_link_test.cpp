@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <functional>
 #include <future>
@@ -282,6 +283,91 @@ TEST(TwinLink, StatesRoutesBlocksForgetAndPinReachTheTwins) {
   EXPECT_EQ(m[7].affinity.key, "k");
   for (const TwinMessage& msg : m) EXPECT_EQ(msg.instance, "lb-a");
   EXPECT_EQ(lookup(b, "k", 1000ms).status, LookupResult::Status::miss);
+}
+
+// A counter from `redis-cli INFO stats` (e.g. total_connections_received); -1 if not found.
+long redis_stat(const test::RedisServer& redis, const std::string& name) {
+  const std::string cmd = "redis-cli -h 127.0.0.1 -p " + std::to_string(redis.port()) + " INFO stats";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  long value = -1;
+  char line[512];
+  while (std::fgets(line, sizeof line, pipe) != nullptr) {
+    const std::string text(line);
+    if (text.rfind(name + ":", 0) == 0) value = std::stol(text.substr(name.size() + 1));
+  }
+  ::pclose(pipe);
+  return value;
+}
+
+TEST(TwinLink, QueuedBurstIsAnsweredInOrderOverOneConnection) {
+  // Verifies the pipelined path: a burst of lookups and first-writer-wins writes queued while
+  // Redis does not answer (frozen) is sent as batches once it answers again; every lookup is
+  // answered exactly once, in the order asked, with the right answer; every write lost to the
+  // twin reports the twin's node; nothing reconnects.
+  test::RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  Recorder ra;
+  Recorder rb;
+  TwinLink a(twin_config(redis, "lb-a"), ra.callbacks());
+  TwinLink b(twin_config(redis, "lb-b"), rb.callbacks());
+  ASSERT_TRUE(eventually([&] { return up(a) && up(b); }));
+  constexpr int kClients = 300;
+  // The twin decides the even clients first.
+  for (int i = 0; i < kClients; i += 2) b.publish_affinity(entry("c" + std::to_string(i), "node-b"));
+  ASSERT_TRUE(eventually([&] { return lookup(b, "c" + std::to_string(kClients - 2), 1000ms).status ==
+                                      LookupResult::Status::hit; }));
+  const long connections = redis_stat(redis, "total_connections_received");
+  ASSERT_GT(connections, 0);
+
+  std::mutex mutex;
+  std::vector<std::pair<int, LookupResult>> answers;
+  redis.pause();
+  for (int i = 0; i < kClients; ++i) {
+    const std::string key = "c" + std::to_string(i);
+    a.lookup_affinity("web", key, 20s, [&mutex, &answers, i](const LookupResult& r) {
+      std::lock_guard lock(mutex);
+      answers.emplace_back(i, r);
+    });
+    a.publish_affinity(entry(key, "node-a"));
+  }
+  redis.resume();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mutex);
+    return answers.size() == kClients;
+  }));
+  ASSERT_TRUE(eventually([&] { return a.stats().conflicts == kClients / 2; }))
+      << "conflicts: " << a.stats().conflicts;
+  {
+    std::lock_guard lock(mutex);
+    for (int i = 0; i < kClients; ++i) {
+      ASSERT_EQ(answers[i].first, i) << "answers out of order";
+      if (i % 2 == 0) {
+        EXPECT_EQ(answers[i].second.status, LookupResult::Status::hit) << i;
+        EXPECT_EQ(answers[i].second.node, "node-b") << i;
+      } else {
+        EXPECT_EQ(answers[i].second.status, LookupResult::Status::miss) << i;
+      }
+    }
+  }
+  {
+    std::lock_guard lock(ra.mutex);
+    for (const AffinityEntry& e : ra.conflicts) EXPECT_EQ(e.node, "node-b");
+  }
+  // The odd clients were won by this link and published to the twin, in order.
+  EXPECT_TRUE(eventually([&] { return rb.count(TwinMessage::Kind::affinity) == kClients / 2; }));
+  {
+    std::lock_guard lock(rb.mutex);
+    for (std::size_t i = 0; i < rb.messages.size(); ++i) {
+      EXPECT_EQ(rb.messages[i].affinity.key, "c" + std::to_string(2 * i + 1));
+      EXPECT_EQ(rb.messages[i].affinity.node, "node-a");
+    }
+  }
+  const TwinStats s = a.stats();
+  EXPECT_EQ(s.messages_sent, static_cast<std::uint64_t>(kClients / 2));
+  EXPECT_EQ(s.lookups_hit + s.lookups_miss, static_cast<std::uint64_t>(kClients));
+  EXPECT_EQ(redis_stat(redis, "total_connections_received"), connections + 1)
+      << "only the INFO client itself may have connected";
 }
 
 TEST(TwinLink, WrongPasswordIsAClearError) {
