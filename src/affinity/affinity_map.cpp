@@ -109,7 +109,8 @@ void AffinityMap::Table::rehash(std::size_t capacity) {
   for (std::size_t i = 0; i < old_capacity; ++i) {
     const Slot& slot = old[i];
     if (slot.tag == 0) continue;
-    for (std::size_t j = home(ClientKeyHash{}(slot_key(slot)));; j = j + 1 == capacity_ ? 0 : j + 1) {
+    for (std::size_t j = home(ClientKeyHash{}(slot_key(slot)));;
+         j = j + 1 == capacity_ ? 0 : j + 1) {
       if (slots_[j].tag == 0) {
         slots_[j] = slot;
         break;

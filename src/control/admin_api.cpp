@@ -86,7 +86,8 @@ AdminResponse put_node_state(Balancer& balancer, const std::string& cluster_name
                                            cluster_name, node_name, names_of(cluster)));
   }
   if (!balancer.set_node_state(cluster_name, node_name, *state)) {
-    return error_response(404, fmt::format("cluster {} has no node named {}", cluster_name, node_name));
+    return error_response(404,
+                          fmt::format("cluster {} has no node named {}", cluster_name, node_name));
   }
   return AdminResponse{200,
                        json::object{{"cluster", cluster_name},
@@ -104,8 +105,9 @@ AdminResponse post_reload(Balancer& balancer) {
   for (const auto& error : result.errors) errors.emplace_back(error);
   json::object body{{"ok", result.ok}, {"changes", std::move(changes)}, {"errors", errors}};
   if (!result.ok) {
-    body["error"] = fmt::format("reload refused ({} error{}); the running configuration is unchanged",
-                                result.errors.size(), result.errors.size() == 1 ? "" : "s");
+    body["error"] =
+        fmt::format("reload refused ({} error{}); the running configuration is unchanged",
+                    result.errors.size(), result.errors.size() == 1 ? "" : "s");
     return AdminResponse{422, std::move(body), {}};
   }
   return AdminResponse{200, std::move(body), {}};
@@ -170,9 +172,10 @@ AdminResponse put_affinity(Balancer& balancer, std::string_view body) {
   if (auto* refused = std::get_if<AdminResponse>(&found)) return std::move(*refused);
   const config::ClusterConfig& cfg = *std::get<const config::ClusterConfig*>(found);
   if (!cfg.affinity.enabled) {
-    return error_response(409, fmt::format("cluster {} does not use client affinity ([cluster.affinity] "
-                                           "enabled = false); a pin would never be used",
-                                           cluster_name));
+    return error_response(409,
+                          fmt::format("cluster {} does not use client affinity ([cluster.affinity] "
+                                      "enabled = false); a pin would never be used",
+                                      cluster_name));
   }
   if (cfg.find_node(node_name) == nullptr) {
     return error_response(404, fmt::format("cluster {} has no node named {}; nodes: {}",
@@ -241,8 +244,8 @@ AdminResponse delete_affinity(Balancer& balancer, const RequestTarget& target) {
       if (!entry || !entry->overlaps(key)) continue;
       if (balancer.affinity().forget(cfg->name, *entry)) {
         any = true;
-        forgotten.push_back(
-            json::object{{"cluster", cfg->name}, {"client", entry->to_string()}, {"node", row.node}});
+        forgotten.push_back(json::object{
+            {"cluster", cfg->name}, {"client", entry->to_string()}, {"node", row.node}});
         spdlog::info("affinity: client {} forgotten in cluster {} (was on {})", entry->to_string(),
                      cfg->name, row.node);
       }

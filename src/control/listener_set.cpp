@@ -73,8 +73,9 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
     if (!listener->route()) {
       listener->set_route(std::move(route));  // not started yet: no worker reads it
     } else {
-      asio::post(workers_[w]->context(),
-                 [listener, route = std::move(route)]() mutable { listener->set_route(std::move(route)); });
+      asio::post(workers_[w]->context(), [listener, route = std::move(route)]() mutable {
+        listener->set_route(std::move(route));
+      });
     }
   }
 }

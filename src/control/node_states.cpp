@@ -37,16 +37,18 @@ void Runtime::restore_node_states() {
       const auto since_wall = std::chrono::system_clock::time_point(
           std::chrono::milliseconds(row.unavailable_since_ms));
       const auto age = std::chrono::duration_cast<std::chrono::nanoseconds>(wall_now - since_wall);
-      const auto retry = std::chrono::duration_cast<std::chrono::nanoseconds>(cluster->retry_interval);
+      const auto retry =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(cluster->retry_interval);
       // The first probe slot after now on the node's retry grid.
       const std::int64_t periods = age.count() <= 0 ? 1 : age.count() / retry.count() + 1;
       rt->unavailable_since_ns.store(std::max<std::int64_t>(1, steady_now - age.count()),
                                      std::memory_order_relaxed);
       rt->next_probe_ns.store(steady_now - age.count() + periods * retry.count(),
                               std::memory_order_relaxed);
-      spdlog::info("node {}/{}: unavailable since {} s ago (from the last run); next probe in {} ms",
-                   row.cluster, row.node, age.count() / 1'000'000'000,
-                   (steady_now - age.count() + periods * retry.count() - steady_now) / 1'000'000);
+      spdlog::info(
+          "node {}/{}: unavailable since {} s ago (from the last run); next probe in {} ms",
+          row.cluster, row.node, age.count() / 1'000'000'000,
+          (steady_now - age.count() + periods * retry.count() - steady_now) / 1'000'000);
     }
   }
 }
@@ -81,7 +83,9 @@ bool Runtime::change_node_state(const std::string& cluster_name, const std::stri
     spdlog::info("node {}/{}: {} -> {}{}", cluster_name, node_name, config::to_string(previous),
                  config::to_string(state), share ? "" : " (set by a twin)");
     // Back in service: slow start, if configured, ramps its share up.
-    if (state == config::AdminState::available) it->second->restart_ramp(static_cast<std::uint32_t>(index));
+    if (state == config::AdminState::available) {
+      it->second->restart_ramp(static_cast<std::uint32_t>(index));
+    }
   }
   if (store_) {
     store_->enqueue(state::PutAdminState{cluster_name, node_name,

@@ -174,7 +174,9 @@ bool Runtime::update_twins(const config::Config& cfg) {
                                                    overridden->second == cluster;
         if (already) return;
         const std::string error = change_route(listener, cluster, false);
-        if (!error.empty()) spdlog::info("twin: a route set by a twin is not applied here: {}", error);
+        if (!error.empty()) {
+          spdlog::info("twin: a route set by a twin is not applied here: {}", error);
+        }
       });
     };
     apply.block = [this](std::string subject, std::chrono::system_clock::time_point until) {
@@ -327,7 +329,8 @@ ReloadResult Runtime::reload() {
   }
   if (!result.errors.empty()) {
     reloads_failed_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error("reload of {} refused; the running configuration is unchanged:", config_->file.string());
+    spdlog::error("reload of {} refused; the running configuration is unchanged:",
+                  config_->file.string());
     for (const auto& error : result.errors) spdlog::error("  {}", error);
     return result;  // `opened` closes its acceptors
   }
@@ -353,14 +356,15 @@ ReloadResult Runtime::reload() {
   publish(snap);
   config_ = next;
   if (update_twins(*next)) {
-    result.changes.push_back(next->twin.enabled ? fmt::format("[twin] link to {} (re)started", next->twin.redis)
-                                                : std::string("[twin] removed: this balancer works alone"));
+    result.changes.push_back(next->twin.enabled
+                                 ? fmt::format("[twin] link to {} (re)started", next->twin.redis)
+                                 : std::string("[twin] removed: this balancer works alone"));
   }
 
   for (auto it = listeners_.begin(); it != listeners_.end();) {
-    const bool kept = std::any_of(next->listeners.begin(), next->listeners.end(), [&](const auto& l) {
-      return l.name == it->first && !opened.contains(l.name);
-    });
+    const bool kept =
+        std::any_of(next->listeners.begin(), next->listeners.end(),
+                    [&](const auto& l) { return l.name == it->first && !opened.contains(l.name); });
     if (kept) {
       it->second.config = *std::find_if(next->listeners.begin(), next->listeners.end(),
                                         [&](const auto& l) { return l.name == it->first; });
@@ -380,7 +384,8 @@ ReloadResult Runtime::reload() {
   if (store_) store_->set_ttls(affinity::make_ttl_table(*next));
   reloads_ok_.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("reloaded {}: {}", config_->file.string(),
-               result.changes.empty() ? std::string("no changes") : fmt::format("{}", fmt::join(result.changes, "; ")));
+               result.changes.empty() ? std::string("no changes")
+                                      : fmt::format("{}", fmt::join(result.changes, "; ")));
   result.ok = true;
   if (!admin_) retry_admin_api();
   return result;
@@ -468,7 +473,8 @@ int Runtime::run() {
             spdlog::info("SIGUSR1: no access log to reopen");
           }
         } else if (stopping_) {
-          spdlog::warn("second stop signal ({}): exiting now", signo == SIGINT ? "SIGINT" : "SIGTERM");
+          spdlog::warn("second stop signal ({}): exiting now",
+                       signo == SIGINT ? "SIGINT" : "SIGTERM");
           spdlog::default_logger()->flush();
           std::_Exit(0);
         } else {

@@ -76,7 +76,9 @@ NodeStatus node_status(const balance::Cluster& cluster, std::uint32_t index, std
   out.agent_down = rt.agent_down.load(kRelaxed);
   out.active = rt.active.load(kRelaxed);
   out.total = rt.total.load(kRelaxed);
-  for (std::size_t i = 0; i < out.failures.size(); ++i) out.failures[i] = rt.failures[i].load(kRelaxed);
+  for (std::size_t i = 0; i < out.failures.size(); ++i) {
+    out.failures[i] = rt.failures[i].load(kRelaxed);
+  }
   out.failovers = rt.failovers.load(kRelaxed);
   out.bytes_to_node = rt.bytes_to_node.load(kRelaxed);
   out.bytes_to_client = rt.bytes_to_client.load(kRelaxed);
@@ -100,7 +102,9 @@ NodeStatus node_status(const balance::Cluster& cluster, std::uint32_t index, std
   out.effective_load_factor = cluster.effective_load_factor(index, now);
   out.max_connections = node.max_connections;
   out.tier = node.tier;
-  if (node.fallover >= 0) out.fallover = cluster.nodes()[static_cast<std::uint32_t>(node.fallover)].name;
+  if (node.fallover >= 0) {
+    out.fallover = cluster.nodes()[static_cast<std::uint32_t>(node.fallover)].name;
+  }
   out.slow_start_remaining = slow_start_remaining(cluster, rt, now);
   if (cluster.config().health) out.check = check_status(rt, now);
   if (cluster.config().agent) out.agent = agent_status(rt, reported_ns, now);

@@ -84,7 +84,8 @@ void Twins::decided(std::string_view cluster, const affinity::ClientKey& key,
                     std::string_view node, affinity::Clock::time_point now, bool moved) {
   const auto ttl = ttl_of(cluster);
   if (!ttl) return;
-  const state::AffinityEntry entry{std::string(cluster), key_bytes(key), std::string(node), now, *ttl};
+  const state::AffinityEntry entry{std::string(cluster), key_bytes(key), std::string(node), now,
+                                   *ttl};
   std::shared_lock lock(link_mutex_);
   if (!link_) return;
   if (moved) {
@@ -99,7 +100,9 @@ void Twins::pinned(std::string_view cluster, const affinity::ClientKey& key,
   const auto ttl = ttl_of(cluster);
   if (!ttl) return;
   std::shared_lock lock(link_mutex_);
-  if (link_) link_->publish_pin({std::string(cluster), key_bytes(key), std::string(node), now, *ttl});
+  if (link_) {
+    link_->publish_pin({std::string(cluster), key_bytes(key), std::string(node), now, *ttl});
+  }
 }
 
 void Twins::forgotten(std::string_view cluster, const affinity::ClientKey& key) {
@@ -186,7 +189,8 @@ void Twins::on_conflict(const state::AffinityEntry& winner) {
   if (!key || !ttl_of(winner.cluster)) return;
   spdlog::info("twin: client {} of cluster {} goes to {} (a twin decided first)", key->to_string(),
                winner.cluster, winner.node);
-  map_.pin(winner.cluster, *key, winner.node, winner.last_seen, affinity::AffinityMap::Source::twin);
+  map_.pin(winner.cluster, *key, winner.node, winner.last_seen,
+           affinity::AffinityMap::Source::twin);
 }
 
 // What this balancer holds, published again after Redis came back (it may have restarted

@@ -135,7 +135,8 @@ void Connection::on_poll(void* self, PollSlot& slot) {
           c.on_connect_result(last_error());
         } else if (error != 0) {
           c.on_connect_result({error, boost::system::system_category()});
-        } else if (::send(c.node_fd_.native_handle(), nullptr, 0, MSG_DONTWAIT | MSG_NOSIGNAL) != 0 &&
+        } else if (::send(c.node_fd_.native_handle(), nullptr, 0,
+                          MSG_DONTWAIT | MSG_NOSIGNAL) != 0 &&
                    (errno == EAGAIN || errno == EWOULDBLOCK)) {
           // Still in progress (an event left over from an earlier socket of this slot).
           slot.writable = false;
@@ -326,7 +327,9 @@ bool Connection::look_up_affinity() {
         cluster.name(), affinity_key_, [worker, ticket](std::optional<std::string> answer) {
           // On a link thread: only the worker may touch the connection.
           asio::post(worker->context(), [ticket, answer = std::move(answer)]() mutable {
-            if (ticket->connection != nullptr) ticket->connection->on_shared_answer(std::move(answer));
+            if (ticket->connection != nullptr) {
+              ticket->connection->on_shared_answer(std::move(answer));
+            }
           });
         });
     if (asked) {
@@ -351,8 +354,8 @@ void Connection::on_shared_answer(std::optional<std::string> answer) {
   if (answer) {
     affine_ = cluster.find(*answer);
     if (affine_ >= 0) {
-      route_->affinity->pin(cluster.name(), affinity_key_, *answer, std::chrono::system_clock::now(),
-                            affinity::AffinityMap::Source::twin);
+      route_->affinity->pin(cluster.name(), affinity_key_, *answer,
+                            std::chrono::system_clock::now(), affinity::AffinityMap::Source::twin);
       had_affinity_record_ = true;
     }
   }
@@ -504,8 +507,10 @@ void Connection::node_phase() {
     // The address the client connected to: the client socket's own.
     sockaddr_storage address{};
     socklen_t length = sizeof address;
-    if (::getsockname(client_fd_.native_handle(), reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-      std::memcpy(facts_.destination.data(), &address, std::min<std::size_t>(length, sizeof address));
+    auto* name = reinterpret_cast<sockaddr*>(&address);
+    if (::getsockname(client_fd_.native_handle(), name, &length) == 0) {
+      std::memcpy(facts_.destination.data(), &address,
+                  std::min<std::size_t>(length, sizeof address));
       facts_.destination.resize(length);
       facts_.has_destination = true;
     }

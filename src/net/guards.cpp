@@ -211,8 +211,8 @@ std::vector<std::shared_ptr<const ClientPhase>> ListenerGuards::phases(
     std::string error;
     if (auto validator = FirstBytesValidator::create(listener.validate->expect.text,
                                                      listener.validate->max_bytes, error)) {
-      phases.push_back(
-          std::make_shared<const FirstBytesCheck>(std::move(*validator), listener.validate->timeout));
+      phases.push_back(std::make_shared<const FirstBytesCheck>(std::move(*validator),
+                                                               listener.validate->timeout));
     }
   }
   return phases;

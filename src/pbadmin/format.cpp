@@ -189,7 +189,8 @@ std::string format_twin(const json::object& status) {
   text += number_of(t, "messages_sent");
   text += ", received ";
   text += number_of(t, "messages_received");
-  if (const json::value* lookups = member(t, "lookups"); lookups != nullptr && lookups->is_object()) {
+  if (const json::value* lookups = member(t, "lookups");
+      lookups != nullptr && lookups->is_object()) {
     const auto& l = lookups->as_object();
     text += "; lookups hit ";
     text += number_of(l, "hit");

@@ -217,7 +217,8 @@ struct TwinLink::State {
     redisSetTimeout(c.get(), to_timeval(kCommandTimeout));
     if (!config.password_file.empty()) {
       std::string why;
-      const std::optional<std::string> password = config::read_password_file(config.password_file, why);
+      const std::optional<std::string> password =
+          config::read_password_file(config.password_file, why);
       if (!password) {
         error = fmt::format("Redis at {}: password_file: {}", config.redis, why);
         return nullptr;

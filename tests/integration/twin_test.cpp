@@ -48,7 +48,8 @@ struct TwinFixture {
   Backend b{"b", BackendMode::greet_echo};
 
   std::string toml(const std::string& instance, const std::string& redis,
-                   const std::string& twin_extra = "", const std::string& lookup_timeout = "2s") const {
+                   const std::string& twin_extra = "",
+                   const std::string& lookup_timeout = "2s") const {
     return fmt::format(
         "[service]\nthreads = 1\nstate_dir = \"state\"\n"
         "[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:0\"\ncluster = \"web\"\n"
@@ -70,7 +71,8 @@ struct TwinFixture {
     auto twin = std::make_unique<Twin>();
     twin->instance = instance;
     twin->file = twin->dir.write("pb.toml", toml(instance, redis.address(), twin_extra));
-    twin->balancer = std::make_unique<Balancer>(std::vector<std::string>{"--config", twin->file.string()});
+    twin->balancer =
+        std::make_unique<Balancer>(std::vector<std::string>{"--config", twin->file.string()});
     return twin;
   }
 };
@@ -89,7 +91,8 @@ struct Held {
 };
 Held hold(const std::string& address, const std::string& source) {
   Held held{Client(address, 5s, source), {}};
-  held.node = held.client.connected() ? held.client.recv_line(in(5s)) : "<" + held.client.error() + ">";
+  held.node =
+      held.client.connected() ? held.client.recv_line(in(5s)) : "<" + held.client.error() + ">";
   return held;
 }
 
@@ -122,7 +125,8 @@ bool connected(const Twin& twin) {
   const auto t = twin_status(twin);
   const auto* c = t.if_contains("connected");
   const auto* s = t.if_contains("subscribed");
-  return c != nullptr && c->is_bool() && c->as_bool() && s != nullptr && s->is_bool() && s->as_bool();
+  return c != nullptr && c->is_bool() && c->as_bool() && s != nullptr && s->is_bool() &&
+         s->as_bool();
 }
 
 // The node `pbadmin affinity list` shows for the client (it reads the twin's SQLite file), or
@@ -164,7 +168,8 @@ std::string listener_cluster(const Twin& twin, const std::string& listener) {
 
 // redis-cli against the test's server; its output.
 std::string redis_cli(const RedisServer& redis, std::vector<std::string> args) {
-  args.insert(args.begin(), {"/usr/bin/redis-cli", "-h", "127.0.0.1", "-p", std::to_string(redis.port())});
+  args.insert(args.begin(),
+              {"/usr/bin/redis-cli", "-h", "127.0.0.1", "-p", std::to_string(redis.port())});
   return run(args).output;
 }
 
@@ -445,15 +450,18 @@ TEST(Twin, WrongPasswordIsAClearErrorAndForwardingGoesOn) {
   auto twin = std::make_unique<Twin>();
   const auto password = twin->dir.write("redis.pass", "wrong-password\n");
   twin->file = twin->dir.write(
-      "pb.toml", f.toml("A", redis.address(), fmt::format("password_file = \"{}\"\n", password.string())));
-  twin->balancer = std::make_unique<Balancer>(std::vector<std::string>{"--config", twin->file.string()});
+      "pb.toml",
+      f.toml("A", redis.address(), fmt::format("password_file = \"{}\"\n", password.string())));
+  twin->balancer =
+      std::make_unique<Balancer>(std::vector<std::string>{"--config", twin->file.string()});
   EXPECT_TRUE(twin->balancer->process().wait_for(std::regex("refused the password"), in(10s)))
       << twin->balancer->process().output();
   EXPECT_EQ(served(twin->address(), source(0)), "a");
   const auto t = twin_status(*twin);
   ASSERT_TRUE(t.contains("connected")) << json::serialize(t);
   EXPECT_FALSE(t.at("connected").as_bool());
-  EXPECT_NE(std::string(t.at("last_error").as_string()).find("refused the password"), std::string::npos)
+  EXPECT_NE(std::string(t.at("last_error").as_string()).find("refused the password"),
+            std::string::npos)
       << json::serialize(t);
   const auto text = pbadmin(*twin, {"status"});
   EXPECT_NE(text.output.find("not connected"), std::string::npos) << text.output;
@@ -474,7 +482,8 @@ TEST(Twin, FrozenRedisDelaysFirstSeenClientsByLookupTimeoutOnly) {
   const std::string other = "[[cluster]]\nname = \"other\"\n";
   text.replace(text.find(other), other.size(), other + "idle_timeout = \"100ms\"\n");
   twin->file = twin->dir.write("pb.toml", text);
-  twin->balancer = std::make_unique<Balancer>(std::vector<std::string>{"--config", twin->file.string()});
+  twin->balancer =
+      std::make_unique<Balancer>(std::vector<std::string>{"--config", twin->file.string()});
   ASSERT_TRUE(eventually([&] { return connected(*twin); }, in(20s)));
   ASSERT_EQ(served(twin->address(), source(0)), "a");  // known from now on
 
@@ -539,14 +548,17 @@ TEST(Twin, ReloadKeepsTheLinkWhenTwinIsUnchangedAndRestartsItOtherwise) {
   A->dir.write("pb.toml", f.toml("A2", redis.address()));
   auto changed = pbadmin(*A, {"reload"});
   ASSERT_EQ(changed.exit_code, 0) << changed.output;
-  EXPECT_NE(changed.output.find("[twin] link to " + redis.address() + " (re)started"), std::string::npos)
+  EXPECT_NE(changed.output.find("[twin] link to " + redis.address() + " (re)started"),
+            std::string::npos)
       << changed.output;
   EXPECT_TRUE(eventually([&] { return connected(*A); }, in(20s)));
   EXPECT_EQ(twin_status(*A).at("instance").as_string(), "A2");
   // The new link shares: a decision made now reaches Redis under the new name.
   ASSERT_EQ(served(A->address(), source(3)), "a");
   EXPECT_TRUE(eventually(
-      [&] { return redis_cli(redis, {"GET", affinity_key(source(3))}).find(" A2") != std::string::npos; },
+      [&] {
+        return redis_cli(redis, {"GET", affinity_key(source(3))}).find(" A2") != std::string::npos;
+      },
       in(10s)));
 }
 

@@ -140,7 +140,9 @@ TEST(AffinityMap, ManyEntriesSurviveGrowthAndErasure) {
                kT0 + std::chrono::seconds(i % 2 == 0 ? 0 : 100));
   }
   EXPECT_EQ(map.size(), 20'000u);
-  for (int i = 0; i < 20'000; i += 3) EXPECT_TRUE(map.forget(i % 5 == 0 ? "mail" : "web", client(i)));
+  for (int i = 0; i < 20'000; i += 3) {
+    EXPECT_TRUE(map.forget(i % 5 == 0 ? "mail" : "web", client(i)));
+  }
   for (int i = 0; i < 20'000; ++i) {
     const auto found = map.lookup(i % 5 == 0 ? "mail" : "web", client(i), kT0 + 101s, 1h);
     if (i % 3 == 0) {
@@ -361,7 +363,8 @@ struct RecordingObserver final : AffinityObserver {
   }
   void pinned(std::string_view cluster, const ClientKey& k, std::string_view node,
               Clock::time_point) override {
-    events.push_back("pinned " + std::string(cluster) + " " + k.to_string() + " " + std::string(node));
+    events.push_back("pinned " + std::string(cluster) + " " + k.to_string() + " " +
+                     std::string(node));
   }
   void forgotten(std::string_view cluster, const ClientKey& k) override {
     events.push_back("forgotten " + std::string(cluster) + " " + k.to_string());

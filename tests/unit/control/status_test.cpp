@@ -175,8 +175,8 @@ TEST(TwinStatus, AbsentWithoutTwinAndShowsAnUnreachableRedisWithIt) {
     EXPECT_TRUE(status_document(status).at("twin").is_null());
   }
   const std::string closed = test::closed_port_address();
-  auto twin = load_config(dir.write(
-      "twin.toml", std::string(kConfig) + "[twin]\nredis = \"" + closed + "\"\ninstance = \"lb7\"\n"));
+  auto twin = load_config(dir.write("twin.toml", std::string(kConfig) + "[twin]\nredis = \"" +
+                                                     closed + "\"\ninstance = \"lb7\"\n"));
   ASSERT_TRUE(twin.config) << (twin.errors.empty() ? "" : twin.errors[0].to_string());
   Runtime runtime(twin.config, RuntimeOptions{1});
   Status status = take_status(runtime);

@@ -307,9 +307,10 @@ TEST_F(Collector, ExportsCheckFailuresAgentValuesAndCheckDownAsNotUp) {
   EXPECT_TRUE(has_line(
       text,
       R"(protobalance_node_check_failures_total{cluster="web",node="alpha",reason="timeout"} 0)"));
-  EXPECT_TRUE(has_line(text, R"(protobalance_node_agent_value{cluster="web",node="alpha",name="cpu"} 0.72)"));
-  EXPECT_TRUE(
-      has_line(text, R"(protobalance_node_agent_value{cluster="web",node="alpha",name="sessions"} 130)"));
+  EXPECT_TRUE(has_line(
+      text, R"(protobalance_node_agent_value{cluster="web",node="alpha",name="cpu"} 0.72)"));
+  EXPECT_TRUE(has_line(
+      text, R"(protobalance_node_agent_value{cluster="web",node="alpha",name="sessions"} 130)"));
   EXPECT_TRUE(has_line(text, R"(protobalance_node_up{cluster="web",node="alpha"} 0)"));
   EXPECT_TRUE(has_line(text, R"(protobalance_node_up{cluster="web",node="beta"} 0)"));
   EXPECT_TRUE(has_line(text, R"(protobalance_node_up{cluster="db",node="solo"} 1)"));

@@ -190,7 +190,9 @@ TEST_F(RelayTest, HoldsBackWithAStalledReaderAndSplicesABulkTransferIntact) {
   run.start(false);
   constexpr std::size_t kTotal = 4 * 1024 * 1024;
   std::string data(kTotal, '\0');
-  for (std::size_t i = 0; i < kTotal; ++i) data[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  for (std::size_t i = 0; i < kTotal; ++i) {
+    data[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  }
   std::atomic<std::size_t> written{0};
   std::thread writer([&] {
     const timeval limit{10, 0};

@@ -104,7 +104,8 @@ bool up(const TwinLink& link) {
 LookupResult lookup(TwinLink& link, const std::string& key, std::chrono::milliseconds timeout) {
   auto promise = std::make_shared<std::promise<LookupResult>>();
   auto future = promise->get_future();
-  link.lookup_affinity("web", key, timeout, [promise](const LookupResult& r) { promise->set_value(r); });
+  link.lookup_affinity("web", key, timeout,
+                       [promise](const LookupResult& r) { promise->set_value(r); });
   if (future.wait_for(10s) != std::future_status::ready) {
     ADD_FAILURE() << "lookup not answered within 10 s";
     return {LookupResult::Status::unavailable, {}};
@@ -190,7 +191,8 @@ TEST(TwinLink, LookupAnswersHitMissAndTimeout) {
 
   EXPECT_EQ(lookup(a, "unknown", 1000ms).status, LookupResult::Status::miss);
   a.publish_affinity(entry("known", "node3"));
-  ASSERT_TRUE(eventually([&] { return lookup(a, "known", 1000ms).status == LookupResult::Status::hit; }));
+  ASSERT_TRUE(
+      eventually([&] { return lookup(a, "known", 1000ms).status == LookupResult::Status::hit; }));
 
   redis.pause();
   const auto start = std::chrono::steady_clock::now();
@@ -222,7 +224,8 @@ TEST(TwinLink, RedisRestartedEmptyGetsWhatTheTwinsHold) {
     ra.local.push_back(entry("before", "node1"));
   }
   a.publish_affinity(entry("before", "node1"));
-  ASSERT_TRUE(eventually([&] { return lookup(a, "before", 1000ms).status == LookupResult::Status::hit; }));
+  ASSERT_TRUE(
+      eventually([&] { return lookup(a, "before", 1000ms).status == LookupResult::Status::hit; }));
 
   redis.kill();
   ASSERT_TRUE(eventually([&] { return !a.stats().connected; }));
@@ -238,7 +241,8 @@ TEST(TwinLink, RedisRestartedEmptyGetsWhatTheTwinsHold) {
 
   Recorder rc;
   TwinLink c(twin_config(redis, "lb-c"), rc.callbacks());
-  EXPECT_TRUE(eventually([&] { return rc.learned("before") == "node1" && rc.learned("during") == "node2"; }));
+  EXPECT_TRUE(eventually(
+      [&] { return rc.learned("before") == "node1" && rc.learned("during") == "node2"; }));
 }
 
 TEST(TwinLink, StatesRoutesBlocksForgetAndPinReachTheTwins) {
@@ -287,7 +291,8 @@ TEST(TwinLink, StatesRoutesBlocksForgetAndPinReachTheTwins) {
 
 // A counter from `redis-cli INFO stats` (e.g. total_connections_received); -1 if not found.
 long redis_stat(const test::RedisServer& redis, const std::string& name) {
-  const std::string cmd = "redis-cli -h 127.0.0.1 -p " + std::to_string(redis.port()) + " INFO stats";
+  const std::string cmd =
+      "redis-cli -h 127.0.0.1 -p " + std::to_string(redis.port()) + " INFO stats";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (pipe == nullptr) return -1;
   long value = -1;
@@ -314,9 +319,13 @@ TEST(TwinLink, QueuedBurstIsAnsweredInOrderOverOneConnection) {
   ASSERT_TRUE(eventually([&] { return up(a) && up(b); }));
   constexpr int kClients = 300;
   // The twin decides the even clients first.
-  for (int i = 0; i < kClients; i += 2) b.publish_affinity(entry("c" + std::to_string(i), "node-b"));
-  ASSERT_TRUE(eventually([&] { return lookup(b, "c" + std::to_string(kClients - 2), 1000ms).status ==
-                                      LookupResult::Status::hit; }));
+  for (int i = 0; i < kClients; i += 2) {
+    b.publish_affinity(entry("c" + std::to_string(i), "node-b"));
+  }
+  ASSERT_TRUE(eventually([&] {
+    return lookup(b, "c" + std::to_string(kClients - 2), 1000ms).status ==
+           LookupResult::Status::hit;
+  }));
   const long connections = redis_stat(redis, "total_connections_received");
   ASSERT_GT(connections, 0);
 
