@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "protobalance/affinity/client_key.hpp"
+#include "protobalance/config/address.hpp"
 #include "protobalance/config/config.hpp"
 #include "protobalance/config/duration.hpp"
 #include "protobalance/pbadmin/daemon_client.hpp"
@@ -254,23 +255,13 @@ struct BlockArgs {
   std::string listener;  // empty = every listener
 };
 
-// A NETWORK argument: an address, or ADDR/LEN without host bits (as the balancer takes it).
-// Prints the usage error and returns false otherwise.
+// A NETWORK argument: an address, or ADDR/LEN without host bits, read by the balancer's own
+// parser (config::parse_network), so that what passes here the balancer takes. Prints the usage
+// error and returns false otherwise.
 bool valid_network(const Context& ctx, const std::string& where, const std::string& text) {
-  const auto key = affinity::parse_client(text);
-  bool ok = key.has_value();
-  if (const auto slash = text.find('/'); ok && slash != std::string::npos) {
-    // parse_client cuts host bits off; a network written with them most likely says something
-    // other than what was meant, and the balancer refuses it.
-    const auto address = affinity::parse_client(text.substr(0, slash));
-    ok = address && address->bytes == key->bytes;
-  }
-  if (!ok) {
-    ctx.err << "pbadmin: " << where << ": '" << text
-            << "' is not an address or a network without host bits (e.g. 192.0.2.7, "
-               "192.0.2.0/24, 2001:db8::/32)\n";
-  }
-  return ok;
+  const auto parsed = config::parse_network(text);
+  if (!parsed.network) ctx.err << "pbadmin: " << where << ": " << parsed.error << '\n';
+  return parsed.network.has_value();
 }
 
 // --listener: a listener of the configuration. Prints the usage error and returns false

@@ -294,25 +294,29 @@ TEST(Block, SurvivesRestartAndIsListedWhileDown) {
 
 TEST(Block, BadInputIsAUsageError) {
   // Verifies exit 2 with a message naming the problem for a bad address, a network with host
-  // bits, a bad or zero duration and an unknown listener; nothing is blocked by them.
+  // bits, a bad or zero duration and an unknown listener; nothing is blocked by them. pbadmin
+  // reads networks with the balancer's parser: what the balancer would refuse (a prefix length
+  // with a leading zero, a zone id) is a usage error here too, not a refusal by the daemon.
   Blocked b;
   const auto expect_usage = [&](std::vector<std::string> args, const std::string& says) {
     const auto result = b.pbadmin(args);
     EXPECT_EQ(result.exit_code, 2) << result.output;
     EXPECT_NE(result.output.find(says), std::string::npos) << result.output;
   };
-  expect_usage({"block", "300.1.2.3"}, "'300.1.2.3' is not an address");
-  expect_usage({"block", "192.0.2.1/24"}, "without host bits");
-  expect_usage({"block", "192.0.2.0/33"}, "is not an address");
+  expect_usage({"block", "300.1.2.3"}, "bad network \"300.1.2.3\": expected an IPv4 or IPv6");
+  expect_usage({"block", "192.0.2.1/24"},
+               "host bits are set in \"192.0.2.1/24\": the network is 192.0.2.0/24");
+  expect_usage({"block", "192.0.2.0/33"}, "bad prefix length in \"192.0.2.0/33\": expected 0..32");
+  expect_usage({"block", "192.0.2.0/024"}, "bad prefix length");
+  expect_usage({"block", "fe80::1%eth0"}, "bad network");
   expect_usage({"block", "127.0.0.5", "--for", "5x"}, "--for '5x' is not a duration");
   expect_usage({"block", "127.0.0.5", "--for", "0s"}, "--for '0s' is not a duration");
   expect_usage({"block", "127.0.0.5", "--listener", "nope"}, "no listener named 'nope'");
-  expect_usage({"unblock", "not-an-address"}, "is not an address");
+  expect_usage({"unblock", "not-an-address"}, "bad network \"not-an-address\"");
   expect_usage({"block"}, "NETWORK is required");
   EXPECT_TRUE(blocks_json(b).empty());
   EXPECT_TRUE(served(b.address("mail"), "127.0.0.5"));
 }
-
 
 TEST(Block, CountInForceShowsInStatusAndMetrics) {
   // Verifies that the number of blocks in force is in `pbadmin status` (text and --json) and in

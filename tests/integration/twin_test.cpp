@@ -658,10 +658,18 @@ TEST(Twin, BlockOnOneAppliesOnEveryTwin) {
   const std::string client = source(20);
   Held running = hold(B->address(), client);
   ASSERT_TRUE(running.node == "a" || running.node == "b") << running.node;
+  // B's one message so far: its decision for the running client.
+  const auto sent_by_b = [&] {
+    const auto t = twin_status(*B);
+    const auto* sent = t.if_contains("messages_sent");
+    return sent != nullptr ? sent->to_number<std::int64_t>() : -1;
+  };
+  ASSERT_TRUE(eventually([&] { return sent_by_b() == 1; }, in(10s)));
   ASSERT_EQ(pbadmin(*A, {"block", client}).exit_code, 0);
   EXPECT_TRUE(refused(A->address(), client));
   ASSERT_TRUE(eventually([&] { return refused(B->address(), client); }, in(10s)));
   EXPECT_NE(running.client.wait_closed(in(10s)), PeerClose::timeout);
+  EXPECT_EQ(sent_by_b(), 1);  // applied, not published again
   EXPECT_EQ(listed_blocks(*B), std::set<std::string>{client});
   EXPECT_TRUE(greeted(B->address(), source(21)));  // others are still served
 

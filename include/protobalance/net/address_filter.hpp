@@ -14,35 +14,23 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include "protobalance/config/address.hpp"
+
 namespace pb::net {
 
-// An IP network. IPv4 networks live in the IPv4-mapped part of IPv6 space (::ffff:0:0/96), so
-// one representation covers both families and an IPv4-mapped IPv6 source matches IPv4
-// networks: 192.0.2.0/24 is held as ::ffff:192.0.2.0/120.
-struct Cidr {
-  boost::asio::ip::address_v6::bytes_type network{};  // host bits zero
-  unsigned prefix = 0;                                // 0..128, in IPv6 space
-  bool v4 = false;                                    // written as IPv4 (prefix >= 96)
+// An IP network and its parser live in the config area (config/address.hpp), shared with
+// pbadmin, so that the balancer and the command line accept exactly the same networks.
+using Cidr = config::Network;
 
-  // "192.0.2.0/24", "2001:db8::/32", "192.0.2.66/32".
-  std::string to_string() const;
-  // True if `address` is in the network; an IPv4 address and its IPv4-mapped IPv6 form are the
-  // same address. A CidrSet is the faster test for many networks.
-  bool contains(const boost::asio::ip::address& address) const;
-  bool operator==(const Cidr&) const = default;
-};
-
-// Parses "ADDR" (an IPv4 address is a /32, an IPv6 one a /128) or "ADDR/LEN" (LEN 0..32 for
-// IPv4, 0..128 for IPv6, decimal without leading zeros). Addresses in their strict textual
-// form (IPv4 dotted quad without leading zeros, IPv6 without a zone id). A network with host
-// bits set ("192.0.2.1/24") is refused, since it most likely says something other than what
-// was meant. `error` (when there is no value) says what is wrong and what is expected, for a
-// config message "FILE:LINE:COL: <error>".
+// config::parse_network under the name the filters use; `error` as described there.
 struct CidrResult {
   std::optional<Cidr> cidr;
   std::string error;
 };
-CidrResult parse_cidr(std::string_view text);
+inline CidrResult parse_cidr(std::string_view text) {
+  auto parsed = config::parse_network(text);
+  return {std::move(parsed.network), std::move(parsed.error)};
+}
 
 // A set of networks with a lookup that costs one hash probe per distinct prefix length in the
 // set (typically a handful), whatever the number of networks. Not thread-safe to modify; const
