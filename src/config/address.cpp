@@ -198,9 +198,10 @@ NetworkResult parse_network(std::string_view text) {
   const bool v6 = address_text.find(':') != std::string_view::npos;
   const std::string_view allowed = v6 ? "0123456789abcdefABCDEF:." : "0123456789.";
   const auto bad_address = [&] {
-    return NetworkResult{std::nullopt, "bad network " + quoted(text) +
-                                        ": expected an IPv4 or IPv6 address, optionally "
-                                        "followed by /LENGTH (\"192.0.2.0/24\", \"2001:db8::/32\")"};
+    return NetworkResult{std::nullopt,
+                         "bad network " + quoted(text) +
+                             ": expected an IPv4 or IPv6 address, optionally "
+                             "followed by /LENGTH (\"192.0.2.0/24\", \"2001:db8::/32\")"};
   };
   if (address_text.empty() || address_text.size() > 45 ||
       address_text.find_first_not_of(allowed) != std::string_view::npos) {

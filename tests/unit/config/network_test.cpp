@@ -40,8 +40,9 @@ TEST(Network, RefusesWhatMostLikelyMeansSomethingElse) {
   // out of range or with leading zeros, non-strict address forms, zone ids, spaces.
   const auto host_bits = parse_network("192.0.2.1/24");
   EXPECT_FALSE(host_bits.network);
-  EXPECT_NE(host_bits.error.find("host bits are set in \"192.0.2.1/24\": the network is 192.0.2.0/24"),
-            std::string::npos)
+  EXPECT_NE(
+      host_bits.error.find("host bits are set in \"192.0.2.1/24\": the network is 192.0.2.0/24"),
+      std::string::npos)
       << host_bits.error;
   EXPECT_NE(parse_network("2001:db8::1/64").error.find("2001:db8::/64"), std::string::npos);
   EXPECT_NE(parse_network("10.0.0.0/33").error.find("expected 0..32"), std::string::npos);
