@@ -38,6 +38,8 @@ struct Twin {
   std::string address() const { return balancer->address("l"); }
 };
 
+bool connected(const Twin& twin);  // its link to Redis is up (status)
+
 // Backends a and b (they greet with their name), and the configuration every twin shares:
 // cluster web, least_connections with affinity on, so that the algorithm alone follows each
 // balancer's own load and two balancers would choose differently for the same client (on a tie
@@ -74,6 +76,15 @@ struct TwinFixture {
     twin->balancer =
         std::make_unique<Balancer>(std::vector<std::string>{"--config", twin->file.string()});
     return twin;
+  }
+
+  // Starts twins A (with `a_extra` in its configuration) and B on `redis`; true once both are
+  // connected to it (within a deadline).
+  bool start_pair(const RedisServer& redis, std::unique_ptr<Twin>& twin_a,
+                  std::unique_ptr<Twin>& twin_b, const std::string& a_extra = "") const {
+    twin_a = start("A", redis, a_extra);
+    twin_b = start("B", redis);
+    return eventually([&] { return connected(*twin_a) && connected(*twin_b); }, in(20s));
   }
 };
 
@@ -198,9 +209,8 @@ TEST(Twin, AffinityChosenThroughOneIsHonouredThroughAnother) {
   RedisServer redis;
   ASSERT_TRUE(redis.ready());
   TwinFixture f;
-  auto A = f.start("A", redis);
-  auto B = f.start("B", redis);
-  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  std::unique_ptr<Twin> A, B;
+  ASSERT_TRUE(f.start_pair(redis, A, B));
 
   // B: node a carries one open connection, so B alone sends a new client to b.
   Held load = hold(B->address(), source(30));
@@ -270,9 +280,8 @@ TEST(Twin, NodeStateAndRouteSetOnOneApplyOnAll) {
   RedisServer redis;
   ASSERT_TRUE(redis.ready());
   TwinFixture f;
-  auto A = f.start("A", redis);
-  auto B = f.start("B", redis);
-  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  std::unique_ptr<Twin> A, B;
+  ASSERT_TRUE(f.start_pair(redis, A, B));
 
   ASSERT_EQ(pbadmin(*A, {"node", "set", "web", "a", "draining"}).exit_code, 0);
   EXPECT_TRUE(eventually([&] { return node_state(*B, "a") == "draining"; }, in(10s)))
@@ -302,9 +311,8 @@ TEST(Twin, ClientMovedOffADrainedNodeMovesOnEveryTwin) {
   RedisServer redis;
   ASSERT_TRUE(redis.ready());
   TwinFixture f;
-  auto A = f.start("A", redis);
-  auto B = f.start("B", redis);
-  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  std::unique_ptr<Twin> A, B;
+  ASSERT_TRUE(f.start_pair(redis, A, B));
   ASSERT_EQ(served(A->address(), source(0)), "a");
   ASSERT_TRUE(eventually([&] { return listed_node(*B, source(0)) == "a"; }, in(10s)));
 
@@ -328,9 +336,8 @@ TEST(Twin, RedisKilledAndRestartedMidRun) {
   RedisServer redis;
   ASSERT_TRUE(redis.ready());
   TwinFixture f;
-  auto A = f.start("A", redis);
-  auto B = f.start("B", redis);
-  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  std::unique_ptr<Twin> A, B;
+  ASSERT_TRUE(f.start_pair(redis, A, B));
   ASSERT_EQ(served(A->address(), source(0)), "a");
   ASSERT_TRUE(eventually([&] { return redis_node(redis, source(0)) == "a"; }, in(10s)));
 
@@ -386,9 +393,8 @@ TEST(Twin, ConcurrentFirstConnectionsOfOneClientConverge) {
   RedisServer redis;
   ASSERT_TRUE(redis.ready());
   TwinFixture f;
-  auto A = f.start("A", redis);
-  auto B = f.start("B", redis);
-  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  std::unique_ptr<Twin> A, B;
+  ASSERT_TRUE(f.start_pair(redis, A, B));
   Held load = hold(B->address(), source(30));  // B alone chooses b, A alone chooses a
   ASSERT_EQ(load.node, "a");
 
@@ -424,9 +430,8 @@ TEST(Twin, AffinityPinAndForgetActOnEveryTwin) {
   RedisServer redis;
   ASSERT_TRUE(redis.ready());
   TwinFixture f;
-  auto A = f.start("A", redis);
-  auto B = f.start("B", redis);
-  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  std::unique_ptr<Twin> A, B;
+  ASSERT_TRUE(f.start_pair(redis, A, B));
   ASSERT_EQ(served(A->address(), source(0)), "a");
   ASSERT_TRUE(eventually([&] { return listed_node(*B, source(0)) == "a"; }, in(10s)));
 
@@ -568,9 +573,8 @@ TEST(Twin, StatusShowsTheLinkAndTheTwinsHeard) {
   RedisServer redis;
   ASSERT_TRUE(redis.ready());
   TwinFixture f;
-  auto A = f.start("A", redis, "[metrics]\nlisten = \"127.0.0.1:0\"\n");
-  auto B = f.start("B", redis);
-  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  std::unique_ptr<Twin> A, B;
+  ASSERT_TRUE(f.start_pair(redis, A, B, "[metrics]\nlisten = \"127.0.0.1:0\"\n"));
   ASSERT_EQ(served(A->address(), source(0)), "a");
   // B hears A once A published its decision.
   ASSERT_TRUE(eventually(
@@ -651,9 +655,8 @@ TEST(Twin, BlockOnOneAppliesOnEveryTwin) {
   RedisServer redis;
   ASSERT_TRUE(redis.ready());
   TwinFixture f;
-  auto A = f.start("A", redis);
-  auto B = f.start("B", redis);
-  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  std::unique_ptr<Twin> A, B;
+  ASSERT_TRUE(f.start_pair(redis, A, B));
 
   const std::string client = source(20);
   Held running = hold(B->address(), client);
@@ -703,9 +706,8 @@ TEST(Twin, TimedBlockEndsOnEveryTwin) {
   RedisServer redis;
   ASSERT_TRUE(redis.ready());
   TwinFixture f;
-  auto A = f.start("A", redis);
-  auto B = f.start("B", redis);
-  ASSERT_TRUE(eventually([&] { return connected(*A) && connected(*B); }, in(20s)));
+  std::unique_ptr<Twin> A, B;
+  ASSERT_TRUE(f.start_pair(redis, A, B));
 
   const std::string client = source(30);
   ASSERT_EQ(pbadmin(*A, {"block", client, "--for", "3s"}).exit_code, 0);
