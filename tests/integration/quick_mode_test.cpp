@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -107,11 +108,22 @@ TEST(QuickMode, NodesOfOneGroupShareByLoadFactor) {
 
 TEST(QuickMode, NodeWithoutPortUsesTheListeningPort) {
   // Verifies that a node written without a port is reached on the balancer's own port: the
-  // balancer listens on 127.0.0.2:P and forwards to 127.0.0.1:P.
-  Backend node("same-port", kGreet);
-  Balancer balancer({"--listen", "127.0.0.2:" + std::to_string(node.port()), "--threads", "1",
-                     "127.0.0.1"});
-  EXPECT_EQ(served_by(balancer.address()), "same-port");
+  // balancer listens on 127.0.0.2:P and forwards to 127.0.0.1:P. P is the backend's port, chosen
+  // by the kernel on 127.0.0.1; another test's socket may hold 127.0.0.2:P at that moment (a
+  // client bound to 127.0.0.2 got P as its ephemeral port), so a refused listen takes another P.
+  constexpr int kAttempts = 5;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    Backend node("same-port", kGreet);
+    const std::string listen = "127.0.0.2:" + std::to_string(node.port());
+    Process balancer({binary("protobalance"), "--listen", listen, "--threads", "1", "127.0.0.1"});
+    const auto started =
+        balancer.wait_for(std::regex("serving with \\d+ worker|cannot listen on"), in(15s));
+    ASSERT_TRUE(started) << "protobalance did not start; output:\n" << balancer.output();
+    if ((*started)[0] == "cannot listen on") continue;
+    EXPECT_EQ(served_by(listen), "same-port");
+    return;
+  }
+  FAIL() << "127.0.0.2:P was taken on each of " << kAttempts << " attempts";
 }
 
 TEST(QuickMode, NodesOnIpv6InBrackets) {
