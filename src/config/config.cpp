@@ -66,49 +66,6 @@ std::optional<ProxyProtocol> parse_proxy_protocol(std::string_view text) {
   return std::nullopt;
 }
 
-std::optional<Cidr> parse_cidr(std::string_view text) {
-  const auto slash = text.find('/');
-  boost::system::error_code ec;
-  const auto address = boost::asio::ip::make_address(std::string(text.substr(0, slash)), ec);
-  if (ec) return std::nullopt;
-  const unsigned max = address.is_v4() ? 32 : 128;
-  unsigned prefix = max;
-  if (slash != std::string_view::npos) {
-    const std::string_view digits = text.substr(slash + 1);
-    if (digits.empty() || digits.size() > 3 || (digits.size() > 1 && digits[0] == '0')) {
-      return std::nullopt;
-    }
-    prefix = 0;
-    for (const char c : digits) {
-      if (c < '0' || c > '9') return std::nullopt;
-      prefix = prefix * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (prefix > max) return std::nullopt;
-  }
-  return Cidr{address, static_cast<std::uint8_t>(prefix)};
-}
-
-bool Cidr::contains(const boost::asio::ip::address& a) const {
-  boost::asio::ip::address candidate = a;
-  // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) matches IPv4 blocks.
-  if (candidate.is_v6() && candidate.to_v6().is_v4_mapped() && address.is_v4()) {
-    candidate = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, candidate.to_v6());
-  }
-  if (candidate.is_v4() != address.is_v4()) return false;
-  auto matches = [this](const auto& x, const auto& y) {
-    unsigned bits = prefix;
-    for (std::size_t i = 0; i < x.size() && bits > 0; ++i) {
-      const unsigned take = bits >= 8 ? 8U : bits;
-      const auto mask = static_cast<std::uint8_t>(0xFFU << (8 - take));
-      if ((x[i] & mask) != (y[i] & mask)) return false;
-      bits -= take;
-    }
-    return true;
-  };
-  if (candidate.is_v4()) return matches(candidate.to_v4().to_bytes(), address.to_v4().to_bytes());
-  return matches(candidate.to_v6().to_bytes(), address.to_v6().to_bytes());
-}
-
 const NodeConfig* ClusterConfig::find_node(std::string_view node_name) const {
   const auto it = std::find_if(nodes.begin(), nodes.end(),
                                [&](const NodeConfig& n) { return n.name == node_name; });
@@ -971,12 +928,10 @@ class Loader {
                                 type_name(item)));
         continue;
       }
-      if (const auto cidr = parse_cidr(text->get())) {
-        listener.trusted_proxies.push_back(*cidr);
+      if (auto parsed = parse_network(text->get()); parsed.network) {
+        listener.trusted_proxies.push_back(*parsed.network);
       } else {
-        error(item, fmt::format("'{}' is not an address block; expected ADDRESS or ADDRESS/PREFIX "
-                                "(\"10.0.0.0/8\", \"2001:db8::/32\")",
-                                text->get()));
+        error(item, fmt::format("trusted_proxies: {}", parsed.error));
       }
     }
   }

@@ -71,10 +71,7 @@ std::vector<std::string> describe_changes(const Config& before, const Config& af
     if (it != before.listeners.end() && it->endpoint == l.endpoint &&
         (it->accept_proxy != l.accept_proxy || it->proxy_timeout != l.proxy_timeout ||
          it->trusted_proxies.size() != l.trusted_proxies.size() ||
-         !std::equal(it->trusted_proxies.begin(), it->trusted_proxies.end(),
-                     l.trusted_proxies.begin(), [](const auto& a, const auto& b) {
-                       return a.address == b.address && a.prefix == b.prefix;
-                     }))) {
+         it->trusted_proxies != l.trusted_proxies)) {
       changes.push_back(fmt::format("listener {}: PROXY protocol in {} for new connections", l.name,
                                     l.accept_proxy ? "on" : "off"));
     }

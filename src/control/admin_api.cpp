@@ -289,10 +289,10 @@ json::array block_array(const std::vector<net::Block>& blocks) {
 }
 
 // A network from a request, or the 400 that says what is expected.
-std::variant<net::Cidr, AdminResponse> network_field(const std::string& text) {
-  auto parsed = net::parse_cidr(text);
-  if (!parsed.cidr) return error_response(400, "network: " + parsed.error);
-  return *parsed.cidr;
+std::variant<config::Network, AdminResponse> network_field(const std::string& text) {
+  auto parsed = config::parse_network(text);
+  if (!parsed.network) return error_response(400, "network: " + parsed.error);
+  return *parsed.network;
 }
 
 // The listener names of the configuration, for messages.
@@ -310,7 +310,7 @@ AdminResponse put_block(Balancer& balancer, std::string_view body) {
   if (auto* refused = std::get_if<AdminResponse>(&network)) return std::move(*refused);
 
   net::Block block;
-  block.network = std::get<net::Cidr>(network);
+  block.network = std::get<config::Network>(network);
   block.created = net::BlockClock::now();
   if (const auto it = values.find("for"); it != values.end()) {
     const auto length = config::parse_duration(it->second);
@@ -359,7 +359,7 @@ AdminResponse delete_block(Balancer& balancer, const RequestTarget& target) {
   }
   auto network = network_field(network_text);
   if (auto* refused = std::get_if<AdminResponse>(&network)) return std::move(*refused);
-  const auto removed = balancer.unblock(std::get<net::Cidr>(network), listener);
+  const auto removed = balancer.unblock(std::get<config::Network>(network), listener);
   if (removed.empty()) {
     return error_response(404, fmt::format("no block of {}{}", network_text,
                                            listener ? " on listener " + *listener : std::string()));

@@ -49,7 +49,7 @@ bool same_subject(const net::Block& a, const net::Block& b) {
 }
 
 // The twins' name of a block (twin_link.hpp): NETWORK, or NETWORK@LISTENER for one listener.
-std::string twin_subject(const net::Cidr& network, const std::string& listener) {
+std::string twin_subject(const config::Network& network, const std::string& listener) {
   std::string subject = net::network_text(network);
   if (!listener.empty()) {
     subject += '@';
@@ -59,11 +59,13 @@ std::string twin_subject(const net::Cidr& network, const std::string& listener) 
 }
 
 // The network and listener of a twin's subject; nullopt when the network does not parse.
-std::optional<std::pair<net::Cidr, std::string>> parse_twin_subject(const std::string& subject) {
+std::optional<std::pair<config::Network, std::string>> parse_twin_subject(
+    const std::string& subject) {
   const auto at = subject.find('@');
-  const auto parsed = net::parse_cidr(subject.substr(0, at));
-  if (!parsed.cidr) return std::nullopt;
-  return std::pair{*parsed.cidr, at == std::string::npos ? std::string() : subject.substr(at + 1)};
+  const auto parsed = config::parse_network(subject.substr(0, at));
+  if (!parsed.network) return std::nullopt;
+  return std::pair{*parsed.network,
+                   at == std::string::npos ? std::string() : subject.substr(at + 1)};
 }
 
 }  // namespace
@@ -74,12 +76,12 @@ void Runtime::restore_blocks() {
   if (!store_) return;
   const std::int64_t now = unix_seconds(net::BlockClock::now());
   for (const auto& row : store_->load_blocks()) {
-    const auto parsed = net::parse_cidr(row.network);
-    if (!parsed.cidr || row.expired(now)) {
+    const auto parsed = config::parse_network(row.network);
+    if (!parsed.network || row.expired(now)) {
       store_->enqueue(state::EraseBlock{row.network, row.listener});
       continue;
     }
-    net::Block block{*parsed.cidr, row.listener, from_unix(row.created),
+    net::Block block{*parsed.network, row.listener, from_unix(row.created),
                      row.expires != 0 ? std::optional(from_unix(row.expires)) : std::nullopt};
     spdlog::info("block of {} (set at run time, kept across the restart)", describe(block));
     blocks_.push_back(std::move(block));
@@ -147,7 +149,7 @@ void Runtime::close_blocked_sessions(const net::Block& block) {
 
 std::string Runtime::block(const net::Block& block) { return change_block(block, true); }
 
-std::vector<net::Block> Runtime::unblock(const net::Cidr& network,
+std::vector<net::Block> Runtime::unblock(const config::Network& network,
                                          const std::optional<std::string>& listener) {
   return lift_blocks(network, listener, true);
 }
@@ -178,7 +180,7 @@ std::string Runtime::change_block(const net::Block& block, bool share) {
   return {};
 }
 
-std::vector<net::Block> Runtime::lift_blocks(const net::Cidr& network,
+std::vector<net::Block> Runtime::lift_blocks(const config::Network& network,
                                              const std::optional<std::string>& listener,
                                              bool share) {
   const auto lifted =

@@ -49,7 +49,7 @@ std::uint64_t load_be64(const Bytes& b, std::size_t at) {
 
 }  // namespace
 
-void CidrSet::insert(const Cidr& cidr) {
+void CidrSet::insert(const config::Network& cidr) {
   const Key key = mask({load_be64(cidr.network, 0), load_be64(cidr.network, 8)}, cidr.prefix);
   auto it = std::find_if(lengths_.begin(), lengths_.end(),
                          [&](const Length& l) { return l.prefix == cidr.prefix; });

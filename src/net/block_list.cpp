@@ -10,7 +10,7 @@ bool Block::covers(const ip::address& client, std::string_view to_listener) cons
   return (listener.empty() || listener == to_listener) && network.contains(client);
 }
 
-std::string network_text(const Cidr& network) {
+std::string network_text(const config::Network& network) {
   if (network.prefix != 128) return network.to_string();
   const ip::address_v6 address(network.network);
   if (network.v4) return ip::make_address_v4(ip::v4_mapped, address).to_string();

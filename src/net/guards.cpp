@@ -18,7 +18,9 @@ using config::PlacedText;
 CidrSet cidr_set(const std::vector<PlacedText>& blocks) {
   CidrSet set;
   for (const auto& block : blocks) {
-    if (const auto parsed = parse_cidr(block.text); parsed.cidr) set.insert(*parsed.cidr);
+    if (const auto parsed = config::parse_network(block.text); parsed.network) {
+      set.insert(*parsed.network);
+    }
   }
   return set;
 }
@@ -68,7 +70,7 @@ void validate_guards(const config::Config& cfg, std::vector<Diagnostic>& errors)
   for (const auto& listener : cfg.listeners) {
     for (const auto* list : {&listener.allow, &listener.deny}) {
       for (const auto& block : *list) {
-        if (auto parsed = parse_cidr(block.text); !parsed.cidr) {
+        if (auto parsed = config::parse_network(block.text); !parsed.network) {
           report(block.pos, fmt::format("{}: {}", list == &listener.allow ? "allow" : "deny",
                                         parsed.error));
         }

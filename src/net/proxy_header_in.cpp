@@ -9,8 +9,9 @@ namespace pb::net {
 std::size_t ProxyHeaderIn::max_peek() const { return proxy::kMaxHeader; }
 
 bool ProxyHeaderIn::trusts(const boost::asio::ip::address& source) const {
-  return trusted_.empty() || std::any_of(trusted_.begin(), trusted_.end(),
-                                         [&](const config::Cidr& c) { return c.contains(source); });
+  return trusted_.empty() ||
+         std::any_of(trusted_.begin(), trusted_.end(),
+                     [&](const config::Network& c) { return c.contains(source); });
 }
 
 Verdict ProxyHeaderIn::inspect(std::span<const std::uint8_t> peeked, bool peer_closed,

@@ -17,6 +17,7 @@
 #include "protobalance/config/address.hpp"
 #include "protobalance/config/config.hpp"
 #include "protobalance/config/duration.hpp"
+#include "protobalance/config/network.hpp"
 #include "protobalance/pbadmin/daemon_client.hpp"
 #include "protobalance/pbadmin/database_reader.hpp"
 #include "protobalance/pbadmin/format.hpp"

@@ -185,7 +185,7 @@ class MemoryBalancer final : public pb::control::Balancer {
     return {};
   }
 
-  std::vector<pb::net::Block> unblock(const pb::net::Cidr& network,
+  std::vector<pb::net::Block> unblock(const pb::config::Network& network,
                                       const std::optional<std::string>& listener) override {
     const auto lifted = std::stable_partition(blocks_.begin(), blocks_.end(), [&](const auto& b) {
       return !(b.network == network && (!listener || b.listener == *listener));

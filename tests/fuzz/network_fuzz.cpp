@@ -1,13 +1,13 @@
-// libFuzzer target for the network parser (config/address.hpp: `allow`, `deny`, the block list,
-// pbadmin block's argument and PUT /v1/blocks). Checks what must hold for any input: the parser
-// returns (no crash, no sanitizer report), exactly one of value and error is set, and a parsed
-// network's text parses back to the same network.
+// libFuzzer target for the network parser (config/network.hpp: `trusted_proxies`, `allow`,
+// `deny`, the block list, pbadmin block's argument and PUT /v1/blocks). Checks what must hold for
+// any input: the parser returns (no crash, no sanitizer report), exactly one of value and error is
+// set, and a parsed network's text parses back to the same network.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
-#include "protobalance/config/address.hpp"
+#include "protobalance/config/network.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -11,6 +11,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include "protobalance/config/network.hpp"
 #include "protobalance/config/proxy_protocol.hpp"
 
 namespace pb::config {
@@ -30,15 +31,6 @@ enum class AdminState : std::uint8_t { available, draining, offline };
 std::string_view to_string(AdminState state);
 // Accepts available|draining|offline and the colour words green|yellow|red.
 std::optional<AdminState> parse_admin_state(std::string_view text);
-
-// An address block: `trusted_proxies` entries. An IPv4 block also matches IPv4-mapped IPv6.
-struct Cidr {
-  boost::asio::ip::address address;
-  std::uint8_t prefix = 0;
-  bool contains(const boost::asio::ip::address& a) const;
-};
-// "10.0.0.0/8", "2001:db8::/32", or a bare address (a block of one); nullopt if malformed.
-std::optional<Cidr> parse_cidr(std::string_view text);
 
 struct NodeConfig {
   std::string name;
@@ -135,7 +127,7 @@ struct ListenerConfig {
   // PROXY protocol in: every connection (from a trusted source) starts with a header naming
   // the client; one from any other source is refused. Empty trusted_proxies = any source.
   bool accept_proxy = false;
-  std::vector<Cidr> trusted_proxies;
+  std::vector<Network> trusted_proxies;
   Duration proxy_timeout = std::chrono::seconds(3);
   // Guards, checked after the PROXY header (on the client it names). allow/deny: address
   // blocks as written (checked by pb::net::validate_guards); empty allow = every source.

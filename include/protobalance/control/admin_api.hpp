@@ -82,7 +82,7 @@ class Balancer {
   virtual std::string block(const net::Block& block) = 0;
   // Removes the blocks of `network`: of every listener, or of `listener` only when given.
   // Returns what was removed (empty: there was none).
-  virtual std::vector<net::Block> unblock(const net::Cidr& network,
+  virtual std::vector<net::Block> unblock(const config::Network& network,
                                           const std::optional<std::string>& listener) = 0;
   // The blocks in force, in the order they were made.
   virtual std::vector<net::Block> blocks() const = 0;

@@ -94,7 +94,7 @@ class Runtime final : public Balancer {
                                                const std::string& node) const override;
   // The block list (blocks.cpp; see Balancer). Control thread only.
   std::string block(const net::Block& block) override;
-  std::vector<net::Block> unblock(const net::Cidr& network,
+  std::vector<net::Block> unblock(const config::Network& network,
                                   const std::optional<std::string>& listener) override;
   std::vector<net::Block> blocks() const override { return blocks_; }
   // How many blocks are in force now (ended ones not counted). Safe from any thread.
@@ -198,7 +198,7 @@ class Runtime final : public Balancer {
   void close_blocked_sessions(const net::Block& block);
   // block() and unblock() made here (`share`: published to the twins) or by a twin.
   std::string change_block(const net::Block& block, bool share);
-  std::vector<net::Block> lift_blocks(const net::Cidr& network,
+  std::vector<net::Block> lift_blocks(const config::Network& network,
                                       const std::optional<std::string>& listener, bool share);
   // A twin's block or unblock (subject as on the wire); on the control thread.
   void apply_twin_block(const std::string& subject, std::chrono::system_clock::time_point until);

@@ -14,30 +14,17 @@
 
 #include <boost/asio/ip/address.hpp>
 
-#include "protobalance/config/address.hpp"
+#include "protobalance/config/network.hpp"
 
 namespace pb::net {
 
-// An IP network and its parser live in the config area (config/address.hpp), shared with
-// pbadmin, so that the balancer and the command line accept exactly the same networks.
-using Cidr = config::Network;
-
-// config::parse_network under the name the filters use; `error` as described there.
-struct CidrResult {
-  std::optional<Cidr> cidr;
-  std::string error;
-};
-inline CidrResult parse_cidr(std::string_view text) {
-  auto parsed = config::parse_network(text);
-  return {std::move(parsed.network), std::move(parsed.error)};
-}
-
-// A set of networks with a lookup that costs one hash probe per distinct prefix length in the
-// set (typically a handful), whatever the number of networks. Not thread-safe to modify; const
-// lookups may run concurrently.
+// A set of networks (config::Network: the one parser, shared with pbadmin, so that the
+// balancer and the command line accept exactly the same networks) with a lookup that costs one hash
+// probe per distinct prefix length in the set (typically a handful), whatever the number of
+// networks. Not thread-safe to modify; const lookups may run concurrently.
 class CidrSet {
  public:
-  void insert(const Cidr& cidr);
+  void insert(const config::Network& network);
   // True if `address` is in one of the networks; IPv4 and IPv4-mapped IPv6 addresses are the
   // same address; an IPv6 zone id is ignored.
   bool contains(const boost::asio::ip::address& address) const;

@@ -27,7 +27,7 @@ using BlockClock = std::chrono::system_clock;
 // One block: new connections from `network` to `listener` (empty: every listener) are refused
 // from `created` until `expires` (none: until unblocked).
 struct Block {
-  Cidr network;
+  config::Network network;
   std::string listener;
   BlockClock::time_point created;
   std::optional<BlockClock::time_point> expires;
@@ -41,7 +41,7 @@ struct Block {
 // The canonical text of a block's network: an address alone for a whole address ("192.0.2.7",
 // "2001:db8::1"), else ADDR/LEN ("192.0.2.0/24", "2001:db8::/32"). IPv4 networks written as
 // IPv4-mapped IPv6 keep that form.
-std::string network_text(const Cidr& network);
+std::string network_text(const config::Network& network);
 
 // The blocks in force at one moment: immutable, shared by every worker. A lookup costs what a
 // CidrSet lookup costs (one hash probe per distinct prefix length) for the blocks of every

@@ -17,7 +17,7 @@ namespace pb::net {
 // header's bytes are taken off the stream.
 class ProxyHeaderIn final : public ClientPhase {
  public:
-  ProxyHeaderIn(std::vector<config::Cidr> trusted, std::chrono::milliseconds timeout)
+  ProxyHeaderIn(std::vector<config::Network> trusted, std::chrono::milliseconds timeout)
       : trusted_(std::move(trusted)), timeout_(timeout) {}
 
   std::string_view name() const override { return "PROXY header in"; }
@@ -30,7 +30,7 @@ class ProxyHeaderIn final : public ClientPhase {
   bool trusts(const boost::asio::ip::address& source) const;
 
  private:
-  std::vector<config::Cidr> trusted_;
+  std::vector<config::Network> trusted_;
   std::chrono::milliseconds timeout_;
 };
 

@@ -1,9 +1,9 @@
+#include "protobalance/config/network.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <string_view>
-
-#include "protobalance/config/address.hpp"
 
 namespace pb::config {
 namespace {

@@ -60,14 +60,16 @@ proxy_protocol = "v1"
   EXPECT_TRUE(listener.accept_proxy);
   EXPECT_EQ(listener.proxy_timeout, 500ms);
   ASSERT_EQ(listener.trusted_proxies.size(), 3U);
-  EXPECT_EQ(listener.trusted_proxies[0].prefix, 8);
-  EXPECT_EQ(listener.trusted_proxies[1].prefix, 32);
-  EXPECT_EQ(listener.trusted_proxies[2].prefix, 32);  // a bare IPv4 address: a block of one
+  EXPECT_EQ(listener.trusted_proxies[0].to_string(), "10.0.0.0/8");
+  EXPECT_EQ(listener.trusted_proxies[1].to_string(), "2001:db8::/32");
+  EXPECT_EQ(listener.trusted_proxies[2].to_string(), "192.0.2.7/32");  // a bare address: one
 }
 
 TEST(ProxyConfig, BadValuesAreReportedAtTheValue) {
-  // Verifies FILE:LINE:COL diagnostics for a bad proxy_protocol, a bad address block, a
-  // trusted_proxies that is not an array, and a bad accept_proxy type.
+  // Verifies FILE:LINE:COL diagnostics for a bad proxy_protocol, a bad address block (with the
+  // network parser's words, the same as allow, deny and pbadmin block: host bits are refused
+  // and the message names the network meant), a trusted_proxies that is not an array, and a
+  // bad accept_proxy type.
   const char* base = R"([[cluster]]
 name = "c"
 [[cluster.node]]
@@ -83,7 +85,12 @@ cluster = "c"
 )";
   EXPECT_TRUE(single_error(
       load(listener + "trusted_proxies = [\"10.0.0.0/33\"]\n" + base), 5, 20,
-      "'10.0.0.0/33' is not an address block"));
+      "trusted_proxies: bad prefix length in \"10.0.0.0/33\": expected 0..32 after the /"));
+  EXPECT_TRUE(single_error(
+      load(listener + "trusted_proxies = [\"10.1.2.3/8\"]\n" + base), 5, 20,
+      "trusted_proxies: host bits are set in \"10.1.2.3/8\": the network is 10.0.0.0/8"));
+  EXPECT_TRUE(single_error(load(listener + "trusted_proxies = [\"fe80::1%eth0\"]\n" + base), 5, 20,
+                           "trusted_proxies: bad network \"fe80::1%eth0\""));
   EXPECT_TRUE(single_error(load(listener + "trusted_proxies = \"10.0.0.0/8\"\n" + base), 5, 19,
                            "trusted_proxies must be an array"));
   EXPECT_TRUE(single_error(load(listener + "accept_proxy = \"yes\"\n" + base), 5, 16,
@@ -91,20 +98,24 @@ cluster = "c"
 }
 
 TEST(ProxyConfig, AddressBlocksMatchTheirAddressesAndIpv4MappedSources) {
-  // Verifies Cidr::contains: prefix bits only, families kept apart, and an IPv4-mapped IPv6
-  // client matching an IPv4 block.
-  const auto v4 = *parse_cidr("10.1.0.0/16");
+  // Verifies Network::contains as trusted_proxies uses it: prefix bits only, families kept
+  // apart, an IPv4-mapped IPv6 client matching an IPv4 block and an IPv4 client matching a block
+  // written in IPv4-mapped IPv6 form.
+  const auto parse = [](const char* text) { return *parse_network(text).network; };
+  const auto v4 = parse("10.1.0.0/16");
   EXPECT_TRUE(v4.contains(boost::asio::ip::make_address("10.1.255.3")));
   EXPECT_FALSE(v4.contains(boost::asio::ip::make_address("10.2.0.1")));
   EXPECT_TRUE(v4.contains(boost::asio::ip::make_address("::ffff:10.1.2.3")));
   EXPECT_FALSE(v4.contains(boost::asio::ip::make_address("2001:db8::1")));
-  const auto v6 = *parse_cidr("2001:db8::/33");
+  const auto v6 = parse("2001:db8::/33");
   EXPECT_TRUE(v6.contains(boost::asio::ip::make_address("2001:db8:7fff::1")));
   EXPECT_FALSE(v6.contains(boost::asio::ip::make_address("2001:db8:8000::1")));
-  EXPECT_TRUE(parse_cidr("0.0.0.0/0")->contains(boost::asio::ip::make_address("192.0.2.1")));
-  EXPECT_FALSE(parse_cidr("10.0.0.0/08").has_value());
-  EXPECT_FALSE(parse_cidr("10.0.0.0/").has_value());
-  EXPECT_FALSE(parse_cidr("not-an-address").has_value());
+  EXPECT_TRUE(parse("0.0.0.0/0").contains(boost::asio::ip::make_address("192.0.2.1")));
+  EXPECT_FALSE(parse("0.0.0.0/0").contains(boost::asio::ip::make_address("2001:db8::1")));
+  EXPECT_TRUE(parse("::ffff:10.1.0.0/112").contains(boost::asio::ip::make_address("10.1.2.3")));
+  EXPECT_FALSE(parse_network("10.0.0.0/08").network.has_value());
+  EXPECT_FALSE(parse_network("10.0.0.0/").network.has_value());
+  EXPECT_FALSE(parse_network("not-an-address").network.has_value());
 }
 
 }  // namespace

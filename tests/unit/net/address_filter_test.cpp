@@ -10,10 +10,10 @@ namespace {
 
 namespace ip = boost::asio::ip;
 
-Cidr cidr(const char* text) {
-  const auto r = parse_cidr(text);
-  EXPECT_TRUE(r.cidr.has_value()) << text << ": " << r.error;
-  return r.cidr.value_or(Cidr{});
+config::Network cidr(const char* text) {
+  const auto r = config::parse_network(text);
+  EXPECT_TRUE(r.network.has_value()) << text << ": " << r.error;
+  return r.network.value_or(config::Network{});
 }
 
 CidrSet set_of(std::initializer_list<const char*> networks) {
@@ -45,18 +45,18 @@ TEST(AddressFilterTest, ParseErrors) {
        {"", "/24", "192.0.2.0/", "192.0.2.0/33", "192.0.2.0/024", "192.0.2.0/-1", "192.0.2/24",
         "192.0.2.0/24/1", "2001:db8::/129", "fe80::1%eth0", "01.2.3.4", "host.example",
         "192.0.2.0 /24", "2001:db8::/3x", "1.2.3.4.5"}) {
-    const auto r = parse_cidr(bad);
-    EXPECT_FALSE(r.cidr.has_value()) << bad;
+    const auto r = config::parse_network(bad);
+    EXPECT_FALSE(r.network.has_value()) << bad;
     EXPECT_FALSE(r.error.empty()) << bad;
   }
-  const auto host_bits = parse_cidr("192.0.2.1/24");
-  ASSERT_FALSE(host_bits.cidr.has_value());
+  const auto host_bits = config::parse_network("192.0.2.1/24");
+  ASSERT_FALSE(host_bits.network.has_value());
   EXPECT_NE(host_bits.error.find("host bits"), std::string::npos);
   EXPECT_NE(host_bits.error.find("192.0.2.0/24"), std::string::npos) << host_bits.error;
-  const auto v6_bits = parse_cidr("2001:db8::1/64");
-  ASSERT_FALSE(v6_bits.cidr.has_value());
+  const auto v6_bits = config::parse_network("2001:db8::1/64");
+  ASSERT_FALSE(v6_bits.network.has_value());
   EXPECT_NE(v6_bits.error.find("2001:db8::/64"), std::string::npos) << v6_bits.error;
-  EXPECT_NE(parse_cidr("10.0.0.0/40").error.find("0..32"), std::string::npos);
+  EXPECT_NE(config::parse_network("10.0.0.0/40").error.find("0..32"), std::string::npos);
 }
 
 TEST(AddressFilterTest, Contains) {

@@ -20,9 +20,9 @@ const BlockClock::time_point kNow = BlockClock::time_point(std::chrono::seconds(
 
 Block block(const char* network, std::string listener = "",
             std::optional<BlockClock::time_point> expires = std::nullopt) {
-  const auto parsed = parse_cidr(network);
-  EXPECT_TRUE(parsed.cidr.has_value()) << network << ": " << parsed.error;
-  return Block{parsed.cidr.value_or(Cidr{}), std::move(listener), kNow - 1h, expires};
+  const auto parsed = config::parse_network(network);
+  EXPECT_TRUE(parsed.network.has_value()) << network << ": " << parsed.error;
+  return Block{parsed.network.value_or(config::Network{}), std::move(listener), kNow - 1h, expires};
 }
 
 bool blocked(const BlockSet& set, const char* client, const char* listener = "web",

@@ -102,8 +102,8 @@ struct Client {
 
 std::shared_ptr<const ClientPhase> proxy_in(std::vector<std::string> trusted = {},
                                             std::chrono::milliseconds timeout = 3s) {
-  std::vector<config::Cidr> blocks;
-  for (const auto& t : trusted) blocks.push_back(*config::parse_cidr(t));
+  std::vector<config::Network> blocks;
+  for (const auto& t : trusted) blocks.push_back(*config::parse_network(t).network);
   return std::make_shared<const ProxyHeaderIn>(std::move(blocks), timeout);
 }
 
@@ -185,7 +185,7 @@ TEST(Connection, BlockMadeWhileThePROXYHeaderIsAwaitedRefusesTheClientItNames) {
   route->blocks = blocks;
   Balancer balancer(route);
   auto block_of = [](const std::string& network) {
-    return Block{*parse_cidr(network).cidr, "", BlockClock::now(), std::nullopt};
+    return Block{*config::parse_network(network).network, "", BlockClock::now(), std::nullopt};
   };
 
   Client blocked(balancer.endpoint());
