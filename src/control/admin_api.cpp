@@ -337,7 +337,7 @@ AdminResponse put_block(Balancer& balancer, std::string_view body) {
   }
   const std::string problem = balancer.block(block);
   if (!problem.empty()) return error_response(404, problem);
-  return AdminResponse{200, json::object{{"block", block_object(block)}}, {}};
+  return AdminResponse{200, json::object{{"block", block_object(block)}}, {}, true};
 }
 
 AdminResponse delete_block(Balancer& balancer, const RequestTarget& target) {
@@ -364,7 +364,7 @@ AdminResponse delete_block(Balancer& balancer, const RequestTarget& target) {
     return error_response(404, fmt::format("no block of {}{}", network_text,
                                            listener ? " on listener " + *listener : std::string()));
   }
-  return AdminResponse{200, json::object{{"unblocked", block_array(removed)}}, {}};
+  return AdminResponse{200, json::object{{"unblocked", block_array(removed)}}, {}, true};
 }
 
 // A handler that changes the balancer: refused while it stops, since a reload or a route would

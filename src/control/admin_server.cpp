@@ -8,14 +8,17 @@
 #include <array>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <tuple>
 #include <unordered_set>
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/basic_stream.hpp>
@@ -101,6 +104,22 @@ asio::awaitable<void> linger_close(Stream& stream) {
   stream.close();
 }
 
+// Completes, on the calling coroutine's executor (the control thread), once the store has
+// committed what was queued before the call, or failed to; the control thread serves other
+// requests, metrics and timers meanwhile.
+asio::awaitable<void> store_written(state::Store& store) {
+  auto executor = co_await asio::this_coro::executor;
+  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
+      [&store, executor](auto handler) {
+        // std::function wants a copyable callable; the coroutine's handler is move-only.
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        store.when_written([executor, shared]() mutable {
+          asio::post(executor, [shared = std::move(shared)] { std::move(*shared)(); });
+        });
+      },
+      asio::use_awaitable);
+}
+
 // Serves one connection: requests in order (keep-alive), until the client closes, a timeout,
 // an error that leaves the stream unusable, or stop().
 asio::awaitable<void> serve(std::shared_ptr<AdminServer::State> state, Runtime& runtime,
@@ -157,6 +176,7 @@ asio::awaitable<void> serve(std::shared_ptr<AdminServer::State> state, Runtime& 
     const std::string method(request.method_string());
     const std::string target(request.target());
     const AdminResponse answer = handle_admin_request(runtime, method, target, request.body());
+    if (answer.after_store && runtime.store() != nullptr) co_await store_written(*runtime.store());
     spdlog::debug("admin: {} {} -> {}", method, target, answer.status);
     if (state->stopped) co_return;  // the request stopped the server (cannot happen today)
     const bool keep_alive = request.keep_alive();

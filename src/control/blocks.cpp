@@ -165,11 +165,10 @@ std::string Runtime::change_block(const net::Block& block, bool share) {
   } else {
     blocks_.push_back(block);
   }
-  if (store_) {
-    store_->enqueue(state::PutBlock{row_of(block)});
-    // Committed before the answer: `pbadmin blocks`, which reads the file, lists it at once.
-    store_->flush();
-  }
+  // Committed on the store's writer thread; the admin API answers once it is (after_store), so
+  // that `pbadmin blocks`, which reads the file, lists it at once. Never waited for here: a slow
+  // disk must not stall the control thread (admin API, metrics, twins, expiry).
+  if (store_) store_->enqueue(state::PutBlock{row_of(block)});
   apply_blocks();
   spdlog::info("blocked {}{}", describe(block), share ? "" : " (set by a twin)");
   close_blocked_sessions(block);
@@ -197,7 +196,6 @@ std::vector<net::Block> Runtime::lift_blocks(const config::Network& network,
       store_->enqueue(state::EraseBlock{net::network_text(block.network), block.listener});
     }
   }
-  if (store_) store_->flush();
   apply_blocks();
   return removed;
 }

@@ -131,6 +131,9 @@ void Runtime::schedule_affinity_sweep() {
 
 Runtime::~Runtime() {
   admin_.reset();  // removes the socket file
+  // Runs the store's when_written() callbacks still pending (an answer awaiting a commit) while
+  // control_, where they post, still exists.
+  if (store_) store_->flush();
   for (auto& worker : workers_) worker->stop();
   for (auto& worker : workers_) worker->join();
   stop_twins();

@@ -94,6 +94,20 @@ void WriteBehind::flush() {
   written_.wait(lock, [&] { return attempts_done_ >= wanted; });
 }
 
+void WriteBehind::when_written(std::function<void()> done) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!queue_.empty() || attempts_begun_ != attempts_done_) {
+      // As flush(): an attempt that begins after this call takes everything queued so far.
+      waiters_.emplace_back(attempts_begun_ + 1, std::move(done));
+      flush_requested_ = true;
+      wake_.notify_one();
+      return;
+    }
+  }
+  done();
+}
+
 void WriteBehind::run() {
   auto next_maintenance = SteadyClock::now();
   auto next_retry = SteadyClock::now() + options_.retry_interval;
@@ -140,6 +154,17 @@ void WriteBehind::run() {
     if (ok) warned_full_ = false;
     ++attempts_done_;
     written_.notify_all();
+    // Callbacks run without the queue's mutex, so that they may enqueue or post freely.
+    const auto due = std::stable_partition(waiters_.begin(), waiters_.end(),
+                                           [&](const auto& w) { return w.first > attempts_done_; });
+    std::vector<std::function<void()>> ready;
+    for (auto it = due; it != waiters_.end(); ++it) ready.push_back(std::move(it->second));
+    waiters_.erase(due, waiters_.end());
+    if (!ready.empty()) {
+      lock.unlock();
+      for (auto& done : ready) done();
+      lock.lock();
+    }
     if (stopping) {
       if (!queue_.empty()) {
         spdlog::error("affinity store: stopping with {} changes not written to {}", queue_.size(),

@@ -41,12 +41,13 @@ class Blocked {
     balancer_ = std::make_unique<Balancer>(std::vector<std::string>{"--config", file_.string()});
     metrics_ = metrics_address(*balancer_);
   }
-  // SIGTERM, then waits for the exit; the listeners' ports are written into the file, so that a
-  // start() afterwards listens where clients expect it.
-  void stop() {
+  // SIGTERM (or SIGKILL: no last write to the database), then waits for the exit; the
+  // listeners' ports are written into the file, so that a start() afterwards listens where
+  // clients expect it.
+  void stop(int signal = SIGTERM) {
     const std::vector<std::string> bound{address("web"), address("mail"), address("edge")};
-    balancer_->process().signal(SIGTERM);
-    ASSERT_EQ(balancer_->process().wait_exit(in(20s)), 0);
+    balancer_->process().signal(signal);
+    ASSERT_EQ(balancer_->process().wait_exit(in(20s)), signal == SIGTERM ? 0 : 128 + signal);
     balancer_.reset();
     file_ = dir_.write("pb.toml", config(bound));
   }
@@ -290,6 +291,30 @@ TEST(Block, SurvivesRestartAndIsListedWhileDown) {
   EXPECT_TRUE(served(b.address("web"), "127.0.0.10"));
   EXPECT_TRUE(b.balancer().process().wait_for(std::regex("block of 127.0.0.10 on listener mail"),
                                               in(5s)));
+}
+
+TEST(Block, StoredWhenAnsweredSoAKillRightAfterKeepsIt) {
+  // Verifies the answer's promise: block and unblock are committed to the database before
+  // pbadmin gets its answer (the write runs on the store's writer thread, not the control
+  // thread), so a daemon killed with SIGKILL right after the command (no last write on the way
+  // out; the writer's periodic commit is 1 s away) still has them after a restart.
+  Blocked b;
+  ASSERT_EQ(b.pbadmin({"block", "127.0.0.12"}).exit_code, 0);
+  ASSERT_EQ(b.pbadmin({"block", "127.0.0.13", "--listener", "mail"}).exit_code, 0);
+  b.stop(SIGKILL);
+  b.start();
+  EXPECT_TRUE(refused(b.address("web"), "127.0.0.12"));
+  EXPECT_TRUE(refused(b.address("mail"), "127.0.0.13"));
+  EXPECT_TRUE(served(b.address("web"), "127.0.0.13"));
+
+  ASSERT_EQ(b.pbadmin({"unblock", "127.0.0.12"}).exit_code, 0);
+  b.stop(SIGKILL);
+  b.start();
+  EXPECT_TRUE(served(b.address("web"), "127.0.0.12"));
+  EXPECT_TRUE(refused(b.address("mail"), "127.0.0.13"));
+  const auto listed = blocks_json(b);
+  ASSERT_EQ(listed.size(), 1u) << boost::json::serialize(listed);
+  EXPECT_EQ(listed[0].as_object().at("network"), "127.0.0.13");
 }
 
 TEST(Block, BadInputIsAUsageError) {

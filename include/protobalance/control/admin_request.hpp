@@ -25,6 +25,10 @@ struct AdminResponse {
   unsigned status = 200;
   boost::json::value body;  // an object
   std::string allow;        // the Allow header of a 405, e.g. "PUT, DELETE"
+  // The answer says a change is stored (a block, an unblock: `pbadmin blocks` reads the file):
+  // the server sends it once the store's writer has committed what the request queued, and
+  // serves other requests meanwhile.
+  bool after_store = false;
 };
 
 // {"error": message} with `status`.

@@ -101,6 +101,9 @@ class Store final : public affinity::EntryStore {
   // Blocks until every change queued before the call has been committed, or its write failed
   // (it then stays queued for the next retry).
   void flush() { writer_->flush(); }
+  // flush() without waiting: `done` runs (on the writer thread, or at once on the caller's when
+  // nothing is pending) once every change queued before the call is committed or failed.
+  void when_written(std::function<void()> done) { writer_->when_written(std::move(done)); }
 
   // True when the database is open and the last write succeeded.
   bool healthy() const { return db_.healthy(); }

@@ -9,6 +9,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -64,6 +65,11 @@ class WriteBehind {
   // Blocks until every change queued before the call has been committed, or its write failed
   // (it then stays queued for the next retry).
   void flush();
+  // flush() without waiting: `done` runs on the writer thread once every change queued before
+  // the call has been committed or its write failed (at once, on the caller's thread, when
+  // nothing is queued or being written). It delays the writer: keep it short (post the work
+  // elsewhere).
+  void when_written(std::function<void()> done);
 
   std::size_t queued() const;
   // Changes dropped because the queue was full while the database could not be written.
@@ -88,6 +94,8 @@ class WriteBehind {
   // begins after it was called.
   std::uint64_t attempts_begun_ = 0;
   std::uint64_t attempts_done_ = 0;
+  // when_written() callbacks and the attempt each waits for, in the order of the calls.
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> waiters_;
   bool flush_requested_ = false;
   bool stopping_ = false;
   bool warned_full_ = false;

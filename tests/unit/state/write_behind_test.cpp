@@ -3,9 +3,11 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "protobalance/state/migrations.hpp"
 #include "protobalance/state/store.hpp"
@@ -112,6 +114,46 @@ TEST(WriteBehind, QueueBoundDropsOldest) {
     const int host = std::stoi(r.client.substr(r.client.rfind('.') + 1));
     EXPECT_GE(host, 5) << r.client;
   }
+}
+
+TEST(WriteBehind, WhenWrittenCallsBackAfterTheCommitWithoutWaiting) {
+  // Verifies when_written(): it returns at once while the writer cannot commit (another
+  // connection holds the write lock), its callback runs on the writer thread once the change is
+  // on disk, and with nothing pending the callback runs at once on the caller's thread.
+  TempDir dir;
+  StoreOptions options;
+  options.flush_interval = 1h;  // only flush() and when_written() write
+  options.busy_timeout = 60s;   // the writer waits for the lock rather than failing
+  Store store(dir.path(), options);
+  store.flush();
+
+  std::atomic<bool> done{false};
+  std::atomic<bool> on_disk_when_called{false};
+  std::thread::id called_on;
+  const BlockRow blocked{"192.0.2.7", "web", now_s(), 0};
+  {
+    SQLite::Database other(store.path().string(), SQLite::OPEN_READWRITE);
+    other.exec("BEGIN IMMEDIATE");
+    store.enqueue(PutBlock{blocked});
+    store.when_written([&] {
+      called_on = std::this_thread::get_id();
+      try {
+        const auto rows = read_block_file(store.path(), now_s());
+        on_disk_when_called = rows && *rows == std::vector<BlockRow>{blocked};
+      } catch (const std::exception&) {  // stays false
+      }
+      done = true;
+    });
+    EXPECT_FALSE(done);  // returned while the writer waits for the lock
+    other.exec("ROLLBACK");
+  }
+  ASSERT_TRUE(eventually([&] { return done.load(); }, test::in(30s)));
+  EXPECT_TRUE(on_disk_when_called);
+  EXPECT_NE(called_on, std::this_thread::get_id());
+
+  bool at_once = false;
+  store.when_written([&] { at_once = true; });
+  EXPECT_TRUE(at_once);
 }
 
 TEST(WriteBehind, RestartKeepsEntries) {
