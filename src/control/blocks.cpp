@@ -1,7 +1,11 @@
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <optional>
+#include <set>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
@@ -165,16 +169,30 @@ std::string Runtime::change_block(const net::Block& block, bool share) {
   } else {
     blocks_.push_back(block);
   }
-  // Committed on the store's writer thread; the admin API answers once it is (after_store), so
-  // that `pbadmin blocks`, which reads the file, lists it at once. Never waited for here: a slow
-  // disk must not stall the control thread (admin API, metrics, twins, expiry).
+  // Committed on the store's writer thread, never waited for here: a slow disk must not stall
+  // the control thread (admin API, metrics, twins, expiry). The admin API answers once it is
+  // committed (after_store), so that `pbadmin blocks`, which reads the file, lists it at once;
+  // a twin's block takes effect once committed, for the same promise without an answer.
   if (store_) store_->enqueue(state::PutBlock{row_of(block)});
-  apply_blocks();
   spdlog::info("blocked {}{}", describe(block), share ? "" : " (set by a twin)");
-  close_blocked_sessions(block);
-  if (share && twins_) {
-    twins_->publish_block(twin_subject(block.network, block.listener),
-                          block.expires.value_or(net::BlockClock::time_point{}));
+  const auto take_effect = [this, block] {
+    apply_blocks();
+    close_blocked_sessions(block);
+  };
+  if (share) {
+    take_effect();
+  } else {
+    once_stored(take_effect);
+  }
+  if (share) {
+    const auto subject = twin_subject(block.network, block.listener);
+    if (twins_) {
+      twins_->publish_block(subject, block.expires.value_or(net::BlockClock::time_point{}));
+      // Taken after the publication is queued: a re-read that begins earlier may not see it.
+      shared_blocks_.insert_or_assign(subject, std::chrono::steady_clock::now());
+    } else {
+      shared_blocks_.erase(subject);
+    }
   }
   return {};
 }
@@ -191,13 +209,30 @@ std::vector<net::Block> Runtime::lift_blocks(const config::Network& network,
   if (removed.empty()) return removed;
   for (const auto& block : removed) {
     spdlog::info("lifted the block of {}{}", describe(block), share ? "" : " (by a twin)");
+    shared_blocks_.erase(twin_subject(block.network, block.listener));
     if (share && twins_) twins_->publish_unblock(twin_subject(block.network, block.listener));
     if (store_) {
       store_->enqueue(state::EraseBlock{net::network_text(block.network), block.listener});
     }
   }
-  apply_blocks();
+  if (share) {
+    apply_blocks();
+  } else {
+    once_stored([this] { apply_blocks(); });  // as a twin's block (change_block)
+  }
   return removed;
+}
+
+void Runtime::once_stored(std::function<void()> then) {
+  if (!store_) {
+    then();
+    return;
+  }
+  store_->when_written([this, then = std::move(then)] {
+    asio::post(control_, [this, then] {
+      if (!stopping_) then();
+    });
+  });
 }
 
 std::uint64_t Runtime::blocks_in_force() const {
@@ -223,15 +258,52 @@ void Runtime::apply_twin_block(const std::string& subject,
   if (block.expired(now)) return;
   const auto it = std::find_if(blocks_.begin(), blocks_.end(),
                                [&](const net::Block& b) { return same_subject(b, block); });
-  if (it != blocks_.end() && it->expires == block.expires) return;
-  const std::string error = change_block(block, false);
-  if (!error.empty()) spdlog::info("twin: a block set by a twin is not applied here: {}", error);
+  if (it == blocks_.end() || it->expires != block.expires) {
+    const std::string error = change_block(block, false);
+    if (!error.empty()) {
+      spdlog::info("twin: a block set by a twin is not applied here: {}", error);
+      return;
+    }
+  }
+  shared_blocks_.insert_or_assign(subject, std::chrono::steady_clock::now());
 }
 
 void Runtime::apply_twin_unblock(const std::string& subject) {
   const auto parsed = parse_twin_subject(subject);
   if (!parsed) return;
   lift_blocks(parsed->first, parsed->second, false);
+}
+
+// An unblock leaves no record in Redis, so a twin that did not hear it (cut off from Redis, or
+// unsubscribed) learns it here, by absence: a block held here, shared before the re-read began
+// and no longer in Redis was lifted by a twin; it is lifted here too, not published again.
+// Blocks made here while cut off are in Redis by then (the link sends the writes queued during
+// the outage before it re-reads) and stay. When the comparison is not sound (Redis lost its
+// data, or a write of ours may be lost: read.continuous false) nothing is lifted. Blocks found in
+// Redis count as shared from now on (also ones restored from the database at start).
+void Runtime::reconcile_twin_blocks(const state::BlocksRead& read) {
+  const auto now = std::chrono::steady_clock::now();
+  std::set<std::string, std::less<>> held;
+  std::vector<net::Block> gone;
+  for (const auto& block : blocks_) {
+    auto subject = twin_subject(block.network, block.listener);
+    if (read.subjects.contains(subject)) {
+      shared_blocks_.try_emplace(subject, now);
+    } else if (const auto shared = shared_blocks_.find(subject); read.continuous &&
+                                                                 shared != shared_blocks_.end() &&
+                                                                 shared->second < read.read_from) {
+      gone.push_back(block);
+    }
+    held.insert(std::move(subject));
+  }
+  std::erase_if(shared_blocks_, [&](const auto& entry) { return !held.contains(entry.first); });
+  for (const auto& block : gone) {
+    spdlog::info(
+        "twin: the block of {} is no longer in Redis: a twin lifted it while this "
+        "balancer did not hear from Redis",
+        describe(block));
+    lift_blocks(block.network, block.listener, false);
+  }
 }
 
 }  // namespace pb::control

@@ -192,6 +192,11 @@ bool Runtime::update_twins(const config::Config& cfg) {
         if (!stopping_) apply_twin_unblock(subject);
       });
     };
+    apply.blocks_read = [this](state::BlocksRead read) {
+      asio::post(control_, [this, read = std::move(read)] {
+        if (!stopping_) reconcile_twin_blocks(read);
+      });
+    };
     next = std::make_shared<Twins>(cfg, *affinity_, std::move(apply));
     affinity_->set_observer(next.get());
   }

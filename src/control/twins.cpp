@@ -35,6 +35,9 @@ Twins::Twins(const config::Config& cfg, affinity::AffinityMap& map, Apply apply)
   callbacks.snapshot = [this](const std::function<void(const state::AffinityEntry&)>& emit) {
     list_entries(emit);
   };
+  callbacks.on_reread = [this](const state::BlocksRead& read) {
+    if (apply_.blocks_read) apply_.blocks_read(read);
+  };
   spdlog::info("twin: sharing affinity, node states, routes and blocks through Redis at {} as '{}'",
                config_.redis, config_.instance);
   link_ = std::make_unique<state::TwinLink>(config_, std::move(callbacks));

@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -194,6 +196,14 @@ struct TwinLink::State {
 
   std::atomic<bool> connected{false};
   std::atomic<bool> resync_requested{false};
+  // A write of ours that may not have reached Redis since the last re-read began (dropped from
+  // a full queue, or sent on a connection that failed): the next re-read cannot tell a block
+  // lifted by a twin from one whose write was lost. Guarded by `mutex`.
+  bool writes_lost = false;
+  // The epoch record's value the last re-read found (command thread only); empty before the
+  // first. A different value means Redis lost its data meanwhile (restarted without
+  // persistence, flushed).
+  std::string epoch;
   int wake_pipe[2] = {-1, -1};  // wakes the subscriber's poll() when stopping
 
   std::thread command_thread;
@@ -314,9 +324,14 @@ struct TwinLink::State {
         republish(c.get());
       }
       first = false;
-      resync(c.get());
+      // The re-read runs once the writes queued before it are in Redis (those of the outage
+      // included): it then sees this balancer's own changes, so that a block made here while
+      // cut off is not taken for one a twin lifted, nor one lifted here re-applied.
+      resync_requested = true;
       while (c->err == 0) {
         std::vector<Job> batch;
+        bool reread = false;
+        Clock::time_point reread_from;
         {
           std::unique_lock lock(mutex);
           wake.wait_for(lock, std::chrono::milliseconds(200),
@@ -330,12 +345,21 @@ struct TwinLink::State {
             batch.push_back(std::move(jobs.front()));
             jobs.pop_front();
           }
+          // Every job queued before `reread_from` is in this batch or ran before it.
+          if (jobs.empty() && resync_requested.exchange(false)) {
+            reread = true;
+            reread_from = Clock::now();
+          }
         }
         if (!batch.empty()) {
           run_batch(c.get(), batch);
-        } else if (resync_requested.exchange(false)) {
-          resync(c.get());
-        } else if (closed_by_peer(c.get())) {
+          if (c->err != 0) {
+            note_writes_lost();
+          }
+        }
+        if (reread) {
+          resync(c.get(), reread_from);
+        } else if (batch.empty() && closed_by_peer(c.get())) {
           break;
         }
       }
@@ -397,6 +421,7 @@ struct TwinLink::State {
         // A long outage: drop new writes rather than grow without bound. Affinity decisions are
         // published again from the caller's snapshot after reconnection.
         ++stats.dropped;
+        writes_lost = true;
         return;
       }
       jobs.push_back(std::move(job));
@@ -537,12 +562,44 @@ struct TwinLink::State {
     spdlog::info("twin: published again {} affinity entries held locally", count);
   }
 
-  // Reads every record under the prefix and delivers those written by other instances.
-  void resync(redisContext* c) {
+  void note_writes_lost() {
+    std::lock_guard lock(mutex);
+    writes_lost = true;
+  }
+
+  // The epoch record (PREFIX "epoch"): a random value the first balancer to find it missing
+  // writes. It stays as long as Redis keeps its data; empty when it cannot be read.
+  std::string read_epoch(redisContext* c) const {
+    std::random_device device;
+    const std::string mine = fmt::format("{:08x}{:08x}", device(), device());
+    Reply set = command(c, {"SET", config.key_prefix + "epoch", mine, "NX"});
+    Reply get = command(c, {"GET", config.key_prefix + "epoch"});
+    if (!set || !get || get->type != REDIS_REPLY_STRING) {
+      return {};
+    }
+    return reply_text(get.get());
+  }
+
+  // Reads every record under the prefix and delivers those written by other instances; then,
+  // when the whole prefix was read, tells the caller which blocks Redis holds (on_reread).
+  // `from`: when the re-read began; every write of ours queued before was sent before it.
+  void resync(redisContext* c, Clock::time_point from) {
+    bool complete_since_last = false;
+    {
+      std::lock_guard lock(mutex);
+      complete_since_last = !writes_lost;
+      writes_lost = false;
+    }
+    const std::string previous = epoch;
+    epoch = read_epoch(c);
+    BlocksRead blocks;
+    blocks.read_from = from;
+    blocks.continuous = complete_since_last && !previous.empty() && epoch == previous;
     std::string cursor = "0";
     do {
       Reply r = command(c, {"SCAN", cursor, "MATCH", config.key_prefix + "*", "COUNT", "500"});
       if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        note_writes_lost();  // an incomplete re-read: the next one cannot compare with this
         return;
       }
       cursor = reply_text(r->element[0]);
@@ -551,6 +608,7 @@ struct TwinLink::State {
         const std::string key = reply_text(keys->element[i]);
         Reply v = command(c, {"GET", key});
         if (!v) {
+          note_writes_lost();
           return;
         }
         if (v->type != REDIS_REPLY_STRING) {
@@ -560,10 +618,16 @@ struct TwinLink::State {
         const std::int64_t ttl = t && t->type == REDIS_REPLY_INTEGER ? t->integer : -1;
         if (auto message = parse_record(key.substr(config.key_prefix.size()),
                                         reply_text(v.get()), ttl)) {
+          if (message->kind == TwinMessage::Kind::block) {
+            blocks.subjects.insert(message->name);
+          }
           deliver(*message);
         }
       }
     } while (cursor != "0");
+    if (callbacks.on_reread) {
+      callbacks.on_reread(blocks);
+    }
   }
 
   std::optional<TwinMessage> parse_record(const std::string& key, const std::string& value,

@@ -6,7 +6,9 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -698,6 +700,86 @@ TEST(Twin, BlockOnOneAppliesOnEveryTwin) {
   EXPECT_EQ(listed_blocks(*A), std::set<std::string>{other + "@m"});
   EXPECT_EQ(listed_blocks(*C), std::set<std::string>{other + "@m"});
   EXPECT_EQ(redis_cli(redis, {"EXISTS", "protobalance:b:" + client}), "0\n");
+}
+
+// The ids of the clients connected to `redis` now (redis-cli's own connection left out).
+std::vector<std::string> redis_client_ids(const RedisServer& redis) {
+  std::vector<std::string> ids;
+  std::istringstream lines(redis_cli(redis, {"CLIENT", "LIST"}));
+  const std::regex client(R"(^id=(\d+) .* cmd=(\S+))");
+  std::smatch m;
+  for (std::string line; std::getline(lines, line);) {
+    if (std::regex_search(line, m, client) && m[2] != "client|list") ids.push_back(m[1]);
+  }
+  return ids;
+}
+
+// The link of `twin` is down both ways: no command connection, no subscription.
+bool cut_off(const Twin& twin) {
+  const auto t = twin_status(twin);
+  const auto* c = t.if_contains("connected");
+  const auto* s = t.if_contains("subscribed");
+  return c != nullptr && c->is_bool() && !c->as_bool() && s != nullptr && s->is_bool() &&
+         !s->as_bool();
+}
+
+TEST(Twin, UnblockMadeWhileATwinIsCutOffIsSeenWhenItReconnects) {
+  // Verifies that the re-read after a reconnection reconciles blocks: A is cut off from Redis
+  // (its connections killed, and new ones refused by a password set meanwhile: B's connections,
+  // open before, go on); B unblocks a block B made and one A made, and A, not hearing it, still
+  // refuses both; A blocks a client while cut off. Once A reconnects, it lifts the two blocks
+  // gone from Redis, keeps the one still there and its own new one, and publishes that one (B
+  // refuses it).
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  TwinFixture f;
+  auto A = f.start("A", redis);
+  ASSERT_TRUE(eventually([&] { return connected(*A); }, in(20s)));
+  const auto a_connections = redis_client_ids(redis);  // A's command and subscriber connections
+  ASSERT_EQ(a_connections.size(), 2u);
+  auto B = f.start("B", redis);
+  ASSERT_TRUE(eventually([&] { return connected(*B); }, in(20s)));
+
+  const std::string by_b = source(40), kept = source(41), by_a = source(42), while_cut = source(43);
+  ASSERT_EQ(pbadmin(*B, {"block", by_b}).exit_code, 0);
+  ASSERT_EQ(pbadmin(*B, {"block", kept}).exit_code, 0);
+  ASSERT_EQ(pbadmin(*A, {"block", by_a}).exit_code, 0);
+  ASSERT_TRUE(eventually([&] { return refused(A->address(), by_b); }, in(10s)));
+  ASSERT_TRUE(eventually([&] { return refused(A->address(), kept); }, in(10s)));
+  ASSERT_TRUE(eventually([&] { return refused(B->address(), by_a); }, in(10s)));
+
+  const std::vector<std::string> auth{"-a", "sesame", "--no-auth-warning"};
+  const auto as_admin = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), auth.begin(), auth.end());
+    return redis_cli(redis, args);
+  };
+  ASSERT_EQ(redis_cli(redis, {"CONFIG", "SET", "requirepass", "sesame"}), "OK\n");
+  for (const auto& id : a_connections) as_admin({"CLIENT", "KILL", "ID", id});
+  ASSERT_TRUE(eventually([&] { return cut_off(*A); }, in(20s)));
+
+  ASSERT_EQ(pbadmin(*B, {"unblock", by_b}).exit_code, 0);
+  ASSERT_EQ(pbadmin(*B, {"unblock", by_a}).exit_code, 0);
+  EXPECT_TRUE(greeted(B->address(), by_b));
+  EXPECT_TRUE(greeted(B->address(), by_a));
+  EXPECT_EQ(as_admin({"EXISTS", "protobalance:b:" + by_b, "protobalance:b:" + by_a}), "0\n");
+  ASSERT_EQ(pbadmin(*A, {"block", while_cut}).exit_code, 0);
+  EXPECT_TRUE(refused(A->address(), by_b));  // A did not hear the unblocks
+  EXPECT_TRUE(refused(A->address(), by_a));
+  EXPECT_TRUE(cut_off(*A));
+
+  ASSERT_EQ(as_admin({"CONFIG", "SET", "requirepass", ""}), "OK\n");
+  ASSERT_TRUE(eventually([&] { return connected(*A); }, in(30s)));
+  EXPECT_TRUE(eventually([&] { return greeted(A->address(), by_b); }, in(15s)));
+  EXPECT_TRUE(eventually([&] { return greeted(A->address(), by_a); }, in(15s)));
+  EXPECT_TRUE(refused(A->address(), kept));
+  EXPECT_TRUE(refused(A->address(), while_cut));
+  EXPECT_TRUE(eventually([&] { return refused(B->address(), while_cut); }, in(15s)));
+  EXPECT_EQ(listed_blocks(*A), (std::set<std::string>{kept, while_cut}));
+  EXPECT_EQ(listed_blocks(*B), (std::set<std::string>{kept, while_cut}));
+  EXPECT_TRUE(A->balancer->process().wait_for(
+      std::regex("the block of " + std::regex_replace(by_b, std::regex(R"(\.)"), R"(\.)") +
+                 " on every listener until unblocked is no longer in Redis"),
+      in(5s)));
 }
 
 TEST(Twin, TimedBlockEndsOnEveryTwin) {

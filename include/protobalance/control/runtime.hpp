@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -203,6 +204,11 @@ class Runtime final : public Balancer {
   // A twin's block or unblock (subject as on the wire); on the control thread.
   void apply_twin_block(const std::string& subject, std::chrono::system_clock::time_point until);
   void apply_twin_unblock(const std::string& subject);
+  // Runs `then` on the control thread once the store has committed what is queued now (at once
+  // without a store), without waiting for the disk here. Skipped once stopping.
+  void once_stored(std::function<void()> then);
+  // After a complete re-read of Redis: lifts the shared blocks a twin removed meanwhile.
+  void reconcile_twin_blocks(const state::BlocksRead& read);
 
   std::shared_ptr<const config::Config> config_;
   RuntimeOptions options_;
@@ -233,6 +239,10 @@ class Runtime final : public Balancer {
   bool killed_sessions_ = false;
   // The block list: the entries (control thread) and what the workers read.
   std::vector<net::Block> blocks_;
+  // Subjects (twin_link.hpp) of the blocks held here that are shared with the twins (applied
+  // from a twin, found in Redis, or made here and published), and since when: the ones a
+  // complete re-read no longer finds in Redis were lifted by a twin. Control thread only.
+  std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> shared_blocks_;
   std::shared_ptr<net::BlockList> block_list_ = std::make_shared<net::BlockList>();
   boost::asio::system_timer block_expiry_timer_{control_};
   // The admin API (not in quick mode). Declared after control_, whose sockets it holds.

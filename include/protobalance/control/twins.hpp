@@ -41,6 +41,8 @@ class Twins final : public affinity::SharedLookup, public affinity::AffinityObse
     // twin_link.hpp), `until` epoch = no end.
     std::function<void(std::string subject, std::chrono::system_clock::time_point until)> block;
     std::function<void(std::string subject)> unblock;
+    // What a complete re-read of Redis found (after its block calls): see state::BlocksRead.
+    std::function<void(state::BlocksRead read)> blocks_read;
   };
 
   // Starts the link (it connects in the background; a Redis that cannot be used is logged and

@@ -36,8 +36,14 @@
 // Outages. After every (re)connection of the command connection except the first, the link asks
 // the caller's snapshot callback for what the local side holds and publishes it again (SET NX,
 // conflicts reported as above: this covers a Redis that restarted empty and decisions made during
-// the outage), then re-reads everything under the prefix and delivers what other instances wrote
-// through on_message (what it missed). The same re-read runs after the subscriber reconnects.
+// the outage), sends the writes queued meanwhile (the operator's blocks, unblocks, states made
+// while cut off), then re-reads everything under the prefix and delivers what other instances
+// wrote through on_message (what it missed), and the blocks Redis holds through on_reread, so
+// that the caller lifts those a twin removed meanwhile (unblocked: there is no record of a
+// removal to deliver). The same re-read runs after the subscriber reconnects. Whether Redis
+// kept its data since the previous re-read is told by the epoch record (PREFIX "epoch", a
+// random value written with SET NX when missing): a Redis that restarted empty has a new one,
+// and its missing blocks were not lifted by anyone.
 //
 // Wire format (version 1). Keys: PREFIX "a:" CLUSTER ":" HEXKEY (affinity, value
 // "1 NODE LAST_SEEN INSTANCE", expiring with the cluster's ttl), PREFIX "n:" CLUSTER ":" NODE
@@ -48,11 +54,13 @@
 // A block's SUBJECT is its network in canonical text (net::network_text: "192.0.2.7",
 // "192.0.2.0/24", "2001:db8::/32"), followed by "@" LISTENER for a block of one listener only
 // ("192.0.2.0/24@web"); network text never holds '@'. UNTIL is 0 for a block without end.
+// PREFIX "epoch" holds the epoch (any text; no TTL).
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -107,6 +115,18 @@ struct TwinStats {
   std::vector<std::pair<std::string, SystemTime>> instances;  // twins heard in the last 10 min
 };
 
+// What a complete re-read found: the subject of every block record in Redis (every instance's).
+// `continuous` when the comparison with what this balancer holds is sound: Redis kept its data
+// since the previous complete re-read of this link (same epoch) and every write of ours queued
+// before `read_from` reached Redis (none dropped, none on a connection that failed). A block
+// the caller shared (applied from a twin, or made here and published) before `read_from` and
+// missing from `subjects` was then lifted by a twin.
+struct BlocksRead {
+  std::set<std::string> subjects;
+  std::chrono::steady_clock::time_point read_from;
+  bool continuous = false;
+};
+
 struct TwinCallbacks {
   // A twin's message, or an entry found by the re-read after an outage. Called on a link thread.
   std::function<void(const TwinMessage&)> on_message;
@@ -115,6 +135,8 @@ struct TwinCallbacks {
   // Lists what the local side holds, for the re-publication after an outage: calls `emit` once
   // per affinity entry. Called on the command thread.
   std::function<void(const std::function<void(const AffinityEntry&)>& emit)> snapshot;
+  // After each complete re-read (after its on_message calls). Called on the command thread.
+  std::function<void(const BlocksRead&)> on_reread;
 };
 
 class TwinLink {

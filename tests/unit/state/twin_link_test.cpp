@@ -12,6 +12,8 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +43,7 @@ struct Recorder {
   std::vector<TwinMessage> messages;
   std::vector<AffinityEntry> conflicts;
   std::vector<AffinityEntry> local;  // what the snapshot callback hands out
+  std::vector<BlocksRead> rereads;
 
   TwinCallbacks callbacks() {
     TwinCallbacks c;
@@ -51,6 +54,10 @@ struct Recorder {
     c.on_conflict = [this](const AffinityEntry& e) {
       std::lock_guard lock(mutex);
       conflicts.push_back(e);
+    };
+    c.on_reread = [this](const BlocksRead& read) {
+      std::lock_guard lock(mutex);
+      rereads.push_back(read);
     };
     c.snapshot = [this](const std::function<void(const AffinityEntry&)>& emit) {
       std::vector<AffinityEntry> copy;
@@ -72,6 +79,18 @@ struct Recorder {
       }
     }
     return {};
+  }
+  std::size_t reread_count() {
+    std::lock_guard lock(mutex);
+    return rereads.size();
+  }
+  BlocksRead last_reread() {
+    std::lock_guard lock(mutex);
+    return rereads.empty() ? BlocksRead{} : rereads.back();
+  }
+  BlocksRead reread(std::size_t i) {
+    std::lock_guard lock(mutex);
+    return i < rereads.size() ? rereads[i] : BlocksRead{};
   }
   std::size_t count(TwinMessage::Kind kind) {
     std::lock_guard lock(mutex);
@@ -243,6 +262,65 @@ TEST(TwinLink, RedisRestartedEmptyGetsWhatTheTwinsHold) {
   TwinLink c(twin_config(redis, "lb-c"), rc.callbacks());
   EXPECT_TRUE(eventually(
       [&] { return rc.learned("before") == "node1" && rc.learned("during") == "node2"; }));
+}
+
+TEST(TwinLink, ReReadTellsTheBlocksInRedisAndWhetherRedisKeptItsData) {
+  // Verifies on_reread: the first re-read of a link is not `continuous` (nothing to compare
+  // with); after a reconnection to the same Redis it is, lists every instance's blocks, misses
+  // one a twin lifted meanwhile and has the one this link made while cut off (sent before the
+  // re-read); after Redis restarted empty it is not `continuous` again.
+  test::RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  // redis-cli; `auth` once the password is set.
+  const auto cli = [&](std::vector<std::string> args, bool auth = false) {
+    if (auth) args.insert(args.begin(), {"-a", "sesame", "--no-auth-warning"});
+    args.insert(args.begin(), {"/usr/bin/redis-cli", "-p", std::to_string(redis.port())});
+    return test::run(args).output;
+  };
+  Recorder ra;
+  TwinLink a(twin_config(redis, "lb-a"), ra.callbacks());
+  ASSERT_TRUE(eventually([&] { return up(a) && ra.reread_count() == 1; }));
+  EXPECT_FALSE(ra.last_reread().continuous);
+  std::vector<std::string> a_clients;  // a's command and subscriber connections
+  {
+    std::istringstream lines(cli({"CLIENT", "LIST"}));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("cmd=client|list") == std::string::npos && line.rfind("id=", 0) == 0) {
+        a_clients.push_back(line.substr(3, line.find(' ') - 3));
+      }
+    }
+  }
+  ASSERT_EQ(a_clients.size(), 2u);
+  Recorder rb;
+  TwinLink b(twin_config(redis, "lb-b"), rb.callbacks());
+  ASSERT_TRUE(eventually([&] { return up(b); }));
+  b.publish_block("192.0.2.7", {});
+  a.publish_block("192.0.2.8", {});
+  ASSERT_TRUE(eventually([&] { return ra.count(TwinMessage::Kind::block) == 1; }));
+  ASSERT_TRUE(eventually([&] { return cli({"EXISTS", "test:b:192.0.2.8"}) == "1\n"; }));
+
+  ASSERT_EQ(cli({"CONFIG", "SET", "requirepass", "sesame"}), "OK\n");
+  for (const auto& id : a_clients) cli({"CLIENT", "KILL", "ID", id}, true);
+  ASSERT_TRUE(eventually([&] { return !a.stats().connected && !a.stats().subscribed; }));
+  const std::size_t before = ra.reread_count();
+  b.publish_unblock("192.0.2.7");
+  ASSERT_TRUE(eventually([&] { return cli({"EXISTS", "test:b:192.0.2.7"}, true) == "0\n"; }));
+  a.publish_block("192.0.2.9", {});  // made while cut off
+  const auto restored = std::chrono::steady_clock::now();
+  ASSERT_EQ(cli({"CONFIG", "SET", "requirepass", ""}, true), "OK\n");
+  ASSERT_TRUE(eventually([&] { return up(a) && ra.reread_count() > before; }));
+  const BlocksRead read = ra.reread(before);  // the first after the reconnection
+  EXPECT_TRUE(read.continuous);
+  EXPECT_EQ(read.subjects, (std::set<std::string>{"192.0.2.8", "192.0.2.9"}));
+  EXPECT_GT(read.read_from, restored);
+  EXPECT_EQ(ra.count(TwinMessage::Kind::unblock), 0u);  // not heard: only the re-read tells
+
+  redis.kill();
+  ASSERT_TRUE(eventually([&] { return !a.stats().connected; }));
+  const std::size_t before_restart = ra.reread_count();
+  ASSERT_TRUE(redis.restart());
+  ASSERT_TRUE(eventually([&] { return up(a) && ra.reread_count() > before_restart; }));
+  EXPECT_FALSE(ra.reread(before_restart).continuous);
 }
 
 TEST(TwinLink, StatesRoutesBlocksForgetAndPinReachTheTwins) {
