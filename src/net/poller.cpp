@@ -1,6 +1,5 @@
 #include "protobalance/net/poller.hpp"
 
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -42,15 +41,19 @@ bool Poller::add(int fd, PollSlot& slot) {
 }
 
 int Poller::wait(int timeout_ms) {
-  epoll_event events[kBatch];
-  const int n = ::epoll_wait(fd_, events, kBatch, timeout_ms);
-  if (n < 0) return 0;  // EINTR: the caller's loop comes back
+  const int n = ::epoll_wait(fd_, events_, kBatch, timeout_ms);
+  ready_ = n < 0 ? 0 : n;  // EINTR: the caller's loop comes back
+  return ready_;
+}
+
+void Poller::deliver() {
+  const int n = ready_;
+  ready_ = 0;
   for (int i = 0; i < n; ++i) {
-    auto& slot = *static_cast<PollSlot*>(events[i].data.ptr);
-    note(slot, events[i].events);
+    auto& slot = *static_cast<PollSlot*>(events_[i].data.ptr);
+    note(slot, events_[i].events);
     if (slot.notify != nullptr) slot.notify(slot.context, slot);
   }
-  return n;
 }
 
 }  // namespace pb::net

@@ -10,9 +10,12 @@
 // epoll_waits (Asio's blocking one on its reactor, then the set's), and the nesting needed
 // Asio's detail reactor API. Here the set is the only one the thread blocks in:
 //   * Wake-ups from other threads: an eventfd in the set. post() from another thread queues the
-//     work under a mutex and writes the eventfd; the loop reads it and takes the queue whole.
-//     The write comes after the queueing, so work queued after the loop took the queue raises
-//     a new edge: no wake-up is lost, and none is needed for work posted on the worker itself.
+//     work under a mutex, raises a flag and writes the eventfd; after each wait the loop looks
+//     at the flag and takes the queue whole, before it delivers the wait's events (work posted
+//     before a client connected -- a reload's route, a block -- applies to that client, as
+//     with Asio's queue). The write comes after the queueing, so work queued after the loop
+//     took the queue raises a new edge: no wake-up is lost, and none is needed for work posted
+//     on the worker itself.
 //   * Timers: the wait's timeout (milliseconds, rounded up so that nothing runs early) ends at
 //     the next idle sweep or the earliest Deadline. A timerfd would be one more descriptor and
 //     one timerfd_settime per re-arm; a timeout costs nothing, and connect, phase and idle
@@ -56,7 +59,6 @@ Worker::Worker(unsigned index, std::chrono::milliseconds tick, std::size_t wheel
   if (wake_fd_ < 0) {
     throw boost::system::system_error(errno, boost::system::system_category(), "eventfd");
   }
-  wake_slot_.attach(&Worker::on_wake, this);
   if (!poller_.add(wake_fd_, wake_slot_)) {
     const int error = errno;
     ::close(wake_fd_);
@@ -71,6 +73,7 @@ Worker::~Worker() {
   // Work never run may hold the last reference to objects of this worker (a listener): they go
   // first, while the lists they may be linked into still exist.
   remote_.clear();
+  ran_.clear();
   local_.clear();
   // Connections wait only on the poller and the worker's lists, never in a queue of work: free
   // them here, while everything they refer to still exists.
@@ -102,6 +105,7 @@ void Worker::post(std::function<void()> work) {
     std::lock_guard lock(remote_mutex_);
     remote_.push_back(std::move(work));
   }
+  remote_pending_.store(true, std::memory_order_release);
   const std::uint64_t one = 1;
   // Fails only when the counter would overflow (2^64 - 2 unread wake-ups): the loop is awake.
   [[maybe_unused]] const auto written = ::write(wake_fd_, &one, sizeof one);
@@ -111,19 +115,17 @@ bool Worker::running_in_this_thread() const {
   return current_worker == this;
 }
 
-void Worker::on_wake(void* worker, PollSlot&) {
-  static_cast<Worker*>(worker)->woken_ = true;
-}
-
 void Worker::run_posted() {
+  remote_pending_.store(false, std::memory_order_relaxed);
   std::uint64_t count = 0;
   [[maybe_unused]] const auto read = ::read(wake_fd_, &count, sizeof count);  // re-arms the edge
-  std::vector<std::function<void()>> batch;
+  const std::size_t first = ran_.size();
   {
     std::lock_guard lock(remote_mutex_);
-    batch.swap(remote_);
+    for (auto& work : remote_) ran_.push_back(std::move(work));
+    remote_.clear();
   }
-  for (auto& work : batch) work();
+  for (std::size_t i = first; i < ran_.size(); ++i) ran_[i]();
 }
 
 void Worker::loop() {
@@ -135,10 +137,8 @@ void Worker::loop() {
   while (!stopping_.load(std::memory_order_acquire)) {
     more = poller_.wait(more ? 0 : wait_timeout(now)) == Poller::kBatch;
     if (stopping_.load(std::memory_order_acquire)) break;
-    if (woken_) {
-      woken_ = false;
-      run_posted();
-    }
+    if (remote_pending_.load(std::memory_order_acquire)) run_posted();
+    poller_.deliver();
     if (!local_.empty()) {
       // Work posted meanwhile waits for the next round.
       std::vector<std::function<void()>> batch;
@@ -149,6 +149,7 @@ void Worker::loop() {
     now = Clock::now();
     run_timers(now);
     free_retired();
+    ran_.clear();
   }
   current_worker = nullptr;
 }

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <cstdint>
 
 namespace pb::net {
@@ -39,10 +41,10 @@ struct PollSlot {
 // has arrived, which the event says.
 //
 // The set is the worker's only one: its loop (Worker) blocks in wait(), one epoll_wait per
-// wake-up. Events are delivered in batches; a slot's notify function is called for each. A
-// target must not free a slot from within its notify call (the rest of the batch may name it):
-// owners defer freeing until after the batch (Worker::retire). Closing a descriptor removes it
-// from the set.
+// wake-up, then deliver()s the batch: a slot's notify function is called for each event. A slot
+// must stay alive until its batch is delivered, and a target must not free a slot from within
+// its notify call (the rest of the batch may name it): owners defer freeing until after the
+// batch (Worker::retire). Closing a descriptor removes it from the set.
 class Poller {
  public:
   // Events taken by one wait() at most.
@@ -55,12 +57,16 @@ class Poller {
 
   // Adds `fd` with `slot` as its event target; false (errno set) if epoll_ctl failed.
   bool add(int fd, PollSlot& slot);
-  // Waits up to `timeout_ms` (-1: no limit, 0: not at all) for events and delivers them; returns
+  // Waits up to `timeout_ms` (-1: no limit, 0: not at all) for events and keeps them; returns
   // how many (kBatch: more may be ready at once). Interrupted by a signal: 0.
   int wait(int timeout_ms);
+  // Delivers the events the last wait() kept (once).
+  void deliver();
 
  private:
   int fd_ = -1;
+  int ready_ = 0;  // events kept by the last wait(), not delivered yet
+  epoll_event events_[kBatch];
 };
 
 }  // namespace pb::net

@@ -79,7 +79,9 @@ class Worker {
 
   // Runs `work` on the worker's thread, after the current round of its loop; safe from any
   // thread, also before start() (it runs once the loop starts). From another thread it wakes
-  // the loop (an eventfd write). Work still queued when the worker stops is dropped unrun.
+  // the loop (an eventfd write), and it runs before the events that loop's wait returns: what
+  // was posted before a client connected (a reload's new route) applies to that client. Work
+  // still queued when the worker stops is dropped unrun.
   void post(std::function<void()> work);
   // True on the worker's own thread (inside its loop).
   bool running_in_this_thread() const;
@@ -126,7 +128,6 @@ class Worker {
   // How long the loop may block: until the next sweep or deadline, 0 if work is waiting.
   int wait_timeout(std::chrono::steady_clock::time_point now) const;
   void run_timers(std::chrono::steady_clock::time_point now);
-  static void on_wake(void* worker, PollSlot& slot);
   void run_posted();
   void sweep();
   void schedule_check(Connection& connection);
@@ -138,13 +139,17 @@ class Worker {
   BufferPool buffers_;
   PipePool pipes_;
   Poller poller_;
-  // Cross-thread wake-ups: post() from another thread queues in `remote_` and writes the
-  // eventfd, which is in the poller's set; the loop then takes the queue whole.
+  // Cross-thread wake-ups: post() from another thread queues in `remote_`, sets
+  // `remote_pending_` and writes the eventfd, which is in the poller's set (its slot has no
+  // target: the flag says it all); the loop then takes the queue whole. The work it ran is
+  // destroyed at the end of the round, after the batch (it may hold the last reference to a
+  // slot's owner, a listener).
   int wake_fd_ = -1;
   PollSlot wake_slot_;
-  bool woken_ = false;
+  std::atomic<bool> remote_pending_{false};
   std::mutex remote_mutex_;
   std::vector<std::function<void()>> remote_;  // guarded by remote_mutex_
+  std::vector<std::function<void()>> ran_;     // run this round, destroyed at its end
   std::vector<std::function<void()>> local_;   // posted on the worker's thread
   std::atomic<bool> stopping_{false};
   // Open connections with an idle timeout, in a timing wheel: slot (t % wheel_.size()) holds

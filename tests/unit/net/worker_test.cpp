@@ -1,5 +1,6 @@
 #include "protobalance/net/worker.hpp"
 
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -166,6 +167,46 @@ TEST(Worker, APostFromAnotherThreadWakesTheBlockedLoop) {
   EXPECT_FALSE(worker.running_in_this_thread());
   worker.stop();
   worker.join();
+}
+
+TEST(Worker, WorkPostedBeforeAnEventRunsBeforeTheEventIsDelivered) {
+  // Verifies the order within a round: work posted from another thread before a socket became
+  // readable runs before that event is delivered (a reload's new route applies to a client
+  // that connects after the reload). The loop is held inside a posted task while both happen,
+  // so that its next wait returns the wake-up and the event together.
+  Worker worker(0, 1h);
+  worker.start();
+  int fds[2] = {-1, -1};
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+  struct Order {
+    static void notify(void* self, PollSlot& slot) {
+      if (slot.readable) static_cast<Order*>(self)->seen.push_back(2);
+    }
+    std::vector<int> seen;  // worker thread only
+  } order;
+  PollSlot slot;
+  ASSERT_TRUE(on_worker(worker, [&] {
+    slot.attach(&Order::notify, &order);
+    return worker.poller().add(fds[0], slot);
+  }));
+  std::promise<void> held;
+  std::promise<void> release;
+  auto gate = release.get_future();
+  worker.post([&] {
+    held.set_value();
+    gate.wait_for(5s);
+  });
+  ASSERT_EQ(held.get_future().wait_for(5s), std::future_status::ready);
+  worker.post([&] { order.seen.push_back(1); });
+  ASSERT_EQ(::write(fds[1], "a", 1), 1);
+  release.set_value();
+  ASSERT_TRUE(eventually([&] { return on_worker(worker, [&] { return order.seen.size(); }) >= 2; },
+                         3000ms));
+  EXPECT_EQ(on_worker(worker, [&] { return order.seen; }), (std::vector<int>{1, 2}));
+  worker.stop();
+  worker.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 TEST(Worker, WorkPostedBeforeTheStartRunsOnceTheLoopRuns) {
