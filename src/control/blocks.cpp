@@ -136,7 +136,7 @@ void Runtime::schedule_block_expiry() {
 // own thread (a block lifted before a worker gets to it closes nothing there).
 void Runtime::close_blocked_sessions(const net::Block& block) {
   for (auto& worker : workers_) {
-    asio::post(worker->context(), [w = worker.get(), list = block_list_, block] {
+    worker->post([w = worker.get(), list = block_list_, block] {
       const auto now = net::BlockClock::now();
       const auto current = list->current();
       const std::size_t closed = w->close_connections([&](const net::Connection& c) {

@@ -23,9 +23,10 @@ Runtime::ListenerGroup Runtime::open_group(const config::ListenerConfig& cfg) {
   group.config = cfg;
   tcp::endpoint endpoint = cfg.endpoint;
   for (auto& worker : workers_) {
-    net::Acceptor acceptor(worker->context());
+    // Opened and bound in the control thread's io_context; the Listener takes it out of it.
+    net::Acceptor acceptor(control_);
     try {
-      acceptor = net::open_acceptor(worker->context(), endpoint);
+      acceptor = net::open_acceptor(control_, endpoint);
     } catch (const boost::system::system_error& e) {
       // Acceptors opened so far close with `group`.
       throw std::runtime_error(fmt::format("listener {}: cannot listen on {}: {}", cfg.name,
@@ -73,7 +74,7 @@ void Runtime::route_group(const ListenerGroup& group, const Snapshot& snapshot) 
     if (!listener->route()) {
       listener->set_route(std::move(route));  // not started yet: no worker reads it
     } else {
-      asio::post(workers_[w]->context(), [listener, route = std::move(route)]() mutable {
+      workers_[w]->post([listener, route = std::move(route)]() mutable {
         listener->set_route(std::move(route));
       });
     }
@@ -100,7 +101,7 @@ std::vector<std::shared_ptr<const net::Route>> Runtime::sni_routes(
 
 void Runtime::start_group(const ListenerGroup& group) {
   for (std::size_t w = 0; w < workers_.size(); ++w) {
-    asio::post(workers_[w]->context(), [listener = group.per_worker[w]] { listener->start(); });
+    workers_[w]->post([listener = group.per_worker[w]] { listener->start(); });
   }
   spdlog::info("listener {} on {} -> cluster {}", group.config.name,
                config::format_endpoint(group.bound), snapshot()->routes.at(group.config.name));
@@ -110,7 +111,7 @@ void Runtime::start_group(const ListenerGroup& group) {
 
 void Runtime::close_group(const ListenerGroup& group) {
   for (std::size_t w = 0; w < workers_.size(); ++w) {
-    asio::post(workers_[w]->context(), [listener = group.per_worker[w]] { listener->close(); });
+    workers_[w]->post([listener = group.per_worker[w]] { listener->close(); });
   }
   std::lock_guard lock(snapshot_mutex_);
   bound_.erase(group.config.name);

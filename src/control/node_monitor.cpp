@@ -21,18 +21,33 @@ namespace pb::control {
 namespace asio = boost::asio;
 
 // The node monitor: the prober of unavailable nodes and, per node, the [cluster.health] check
-// loop and the [cluster.agent] loop. All run on worker 0, never on the control thread.
-
+// loop and the [cluster.agent] loop. All run on the monitor's own thread and io_context
+// (monitor_), never on the control thread (a probe must not wait for a reload or an admin
+// request) nor on a worker (a worker's loop has no Asio reactor: worker.cpp). What they touch
+// is safe from any thread: the snapshot (under its mutex), the clusters' on_probe/on_check and
+// the node runtimes' atomics (which workers read while choosing), and the workers only through
+// Worker::post (close_node_sessions).
 
 // Probes unavailable nodes with a plain TCP connect once their retry_interval has passed.
-// Runs on worker 0: a probe is a connect like any other and must not wait for the control
-// thread.
 void Runtime::start_prober() {
-  asio::co_spawn(workers_.front()->context(), probe_loop(), asio::detached);
+  asio::co_spawn(monitor_, probe_loop(), asio::detached);
+  monitor_thread_ = std::thread([this] {
+    try {
+      monitor_.run();
+    } catch (const std::exception& e) {
+      spdlog::critical("node monitor stopped by an unexpected error: {}", e.what());
+      std::terminate();
+    }
+  });
+}
+
+void Runtime::stop_monitor() {
+  monitor_guard_.reset();
+  monitor_.stop();
+  if (monitor_thread_.joinable()) monitor_thread_.join();
 }
 
 asio::awaitable<void> Runtime::probe_loop() {
-  net::Worker& worker = *workers_.front();
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     timer.expires_after(std::chrono::milliseconds(100));
@@ -52,16 +67,16 @@ asio::awaitable<void> Runtime::probe_loop() {
             now + std::chrono::nanoseconds(cfg.retry_interval + cfg.connect_timeout).count(),
             std::memory_order_relaxed);
         asio::co_spawn(
-            worker.context(),
-            [cluster, i, &worker]() -> net::Task<void> {
-              net::PollSlot slot;  // declared first: outlives the probe's registration
-              net::Fd probe;
-              const auto& node = cluster->nodes()[i];
-              auto result = co_await net::connect_with_timeout(
-                  worker, probe, slot, node.endpoint, cluster->config().connect_timeout);
+            monitor_,
+            [cluster, i]() -> asio::awaitable<void> {
+              balance::CheckTarget target;
+              target.endpoint = cluster->nodes()[i].endpoint;
+              target.timeout = cluster->config().connect_timeout;
               // A node that expects a PROXY header gets one that says "a probe, no client".
-              if (!result) net::send_local_header(probe, cluster->config().nodes[i].proxy_protocol);
-              cluster->on_probe(i, !result);
+              target.preamble =
+                  std::string(net::local_header(cluster->config().nodes[i].proxy_protocol));
+              const auto outcome = co_await balance::run_check(std::move(target));
+              cluster->on_probe(i, outcome.result == balance::CheckResult::ok);
             },
             asio::detached);
       }
@@ -87,14 +102,14 @@ void Runtime::start_node_loops(const std::shared_ptr<balance::Cluster>& cluster)
     };
     if (cfg.health && !node.runtime->checker_running.load() &&
         !node.runtime->checker_running.exchange(true)) {
-      asio::co_spawn(workers_.front()->context(),
+      asio::co_spawn(monitor_,
                      check_loop(cluster->name(), node.name, node.runtime,
                                 balance::check_offset(i, nodes.size(), cfg.health->interval)),
                      log_escape);
     }
     if (cfg.agent && !node.runtime->agent_running.load() &&
         !node.runtime->agent_running.exchange(true)) {
-      asio::co_spawn(workers_.front()->context(),
+      asio::co_spawn(monitor_,
                      agent_loop(cluster->name(), node.name, node.runtime,
                                 balance::check_offset(i, nodes.size(), cfg.agent->interval)),
                      log_escape);

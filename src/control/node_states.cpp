@@ -55,7 +55,7 @@ void Runtime::restore_node_states() {
 
 void Runtime::close_node_sessions(const balance::NodeRuntime* target) {
   for (auto& worker : workers_) {
-    asio::post(worker->context(), [w = worker.get(), target] {
+    worker->post([w = worker.get(), target] {
       // Available again before this ran: its new sessions are welcome.
       if (target->effective_state() != config::AdminState::offline) return;
       w->close_connections(

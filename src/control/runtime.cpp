@@ -134,6 +134,7 @@ Runtime::~Runtime() {
   // Runs the store's when_written() callbacks still pending (an answer awaiting a commit) while
   // control_, where they post, still exists.
   if (store_) store_->flush();
+  stop_monitor();  // it posts to the workers
   for (auto& worker : workers_) worker->stop();
   for (auto& worker : workers_) worker->join();
   stop_twins();
@@ -513,6 +514,7 @@ void Runtime::finish_stop() {
   const bool idle = active_sessions() == 0;
   const bool late = std::chrono::steady_clock::now() >= drain_deadline_;
   if (idle) {
+    stop_monitor();
     for (auto& worker : workers_) worker->stop();
     for (auto& worker : workers_) worker->join();
     signals_.cancel();
@@ -525,7 +527,7 @@ void Runtime::finish_stop() {
     killed_sessions_ = true;
     spdlog::warn("shutdown timeout reached: closing {} connection(s)", active_sessions());
     for (auto& worker : workers_) {
-      asio::post(worker->context(), [w = worker.get()] {
+      worker->post([w = worker.get()] {
         w->close_connections([](const net::Connection&) { return true; });
       });
     }

@@ -326,7 +326,7 @@ bool Connection::look_up_affinity() {
     const bool asked = route_->shared_affinity->lookup(
         cluster.name(), affinity_key_, [worker, ticket](std::optional<std::string> answer) {
           // On a link thread: only the worker may touch the connection.
-          asio::post(worker->context(), [ticket, answer = std::move(answer)]() mutable {
+          worker->post([ticket, answer = std::move(answer)]() mutable {
             if (ticket->connection != nullptr) {
               ticket->connection->on_shared_answer(std::move(answer));
             }

@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include <boost/asio/ip/v6_only.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/system/system_error.hpp>
 #include <spdlog/spdlog.h>
 
@@ -46,7 +45,7 @@ Acceptor open_acceptor(asio::io_context& context, const tcp::endpoint& endpoint)
 
 Listener::Listener(Worker& worker, Acceptor acceptor, std::shared_ptr<const Route> route,
                    AcceptStats& stats)
-    : worker_(worker), pause_timer_(worker.context()), route_(std::move(route)), stats_(stats) {
+    : worker_(worker), route_(std::move(route)), stats_(stats) {
   fd_ = acceptor.release();
   ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
 }
@@ -72,12 +71,26 @@ void Listener::close() {
   ::close(fd_);  // leaves the poller's set
   fd_ = -1;
   slot_.detach();
-  pause_timer_.cancel();
+  continuation_.unlink();
+  pause_.disarm();
+  paused_ = false;
 }
 
 void Listener::on_poll(void* listener, PollSlot& slot) {
   auto& self = *static_cast<Listener*>(listener);
-  if (slot.readable && !self.paused_ && !self.continuing_) self.accept_some();
+  if (slot.readable && !self.paused_ && !self.continuation_.is_linked()) self.accept_some();
+}
+
+void Listener::on_continue(void* listener) {
+  auto& self = *static_cast<Listener*>(listener);
+  if (self.fd_ >= 0 && !self.paused_) self.accept_some();
+}
+
+void Listener::on_pause_over(void* listener, bool abandoned) {
+  if (abandoned) return;  // the worker is going away
+  auto& self = *static_cast<Listener*>(listener);
+  self.paused_ = false;
+  if (self.fd_ >= 0) self.accept_some();  // the waiting connections raise no new event
 }
 
 void Listener::accept_some() {
@@ -109,11 +122,7 @@ void Listener::accept_some() {
   if (fd_ < 0) return;
   // Connections may be left: the edge that announced them will not come again, so go on after
   // the worker's other work.
-  continuing_ = true;
-  asio::post(worker_.context(), [self = shared_from_this()] {
-    self->continuing_ = false;
-    if (self->fd_ >= 0 && !self->paused_) self->accept_some();
-  });
+  worker_.defer(continuation_);
 }
 
 // Out of descriptors: retrying at once would spin on the same error. Existing connections keep
@@ -126,12 +135,7 @@ void Listener::pause(int error) {
     warned_descriptors_ = true;
   }
   paused_ = true;
-  pause_timer_.expires_after(kAcceptPause);
-  pause_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    self->paused_ = false;
-    if (ec || self->fd_ < 0) return;
-    self->accept_some();  // the waiting connections raise no new event
-  });
+  worker_.arm(pause_, kAcceptPause);
 }
 
 }  // namespace pb::net

@@ -9,8 +9,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -159,8 +162,10 @@ class Runtime final : public Balancer {
       const config::ListenerConfig& listener, const Snapshot& snapshot,
       const std::shared_ptr<net::ListenerStats>& stats);
 
-  // The node monitor: prober, health checks and agents, on worker 0 (node_monitor.cpp).
+  // The node monitor: prober, health checks and agents, on the monitor's own thread
+  // (node_monitor.cpp). stop_monitor() ends and joins it (idempotent).
   void start_prober();
+  void stop_monitor();
   boost::asio::awaitable<void> probe_loop();
   // Starts the check and agent loops of nodes that have none yet (see check_loop/agent_loop).
   void start_node_loops(const std::shared_ptr<balance::Cluster>& cluster);
@@ -229,6 +234,11 @@ class Runtime final : public Balancer {
   std::atomic<std::uint64_t> reloads_ok_{0};
   std::atomic<std::uint64_t> reloads_failed_{0};
   net::AcceptStats accept_stats_;
+  // The node monitor's io_context and thread (node_monitor.cpp); stopped before the workers.
+  boost::asio::io_context monitor_{1};
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
+      monitor_guard_{monitor_.get_executor()};
+  std::thread monitor_thread_;
 
   boost::asio::io_context control_;
   boost::asio::signal_set signals_;

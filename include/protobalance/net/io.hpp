@@ -1,12 +1,9 @@
 #pragma once
 
 // The I/O types of the data path. Relayed sockets are plain descriptors (Fd) in the worker's own
-// edge-triggered epoll set (poller.hpp), not Asio sockets; Asio runs the worker's event loop,
-// timers and coroutines. Acceptors (for opening and binding only) and coroutines are bound to
-// the io_context's own executor type rather than the type-erased any_io_executor: a worker's
-// objects never move to another context, and the concrete type makes each pending operation
-// and coroutine frame smaller and each executor copy a pointer copy (measured in
-// BENCHMARKS.md).
+// edge-triggered epoll set (poller.hpp), not Asio sockets; the worker runs its own event loop
+// (worker.cpp), with no Asio object on its thread. Asio opens and binds listening sockets
+// (Acceptor, on the control thread's io_context), which the worker's Listener then takes over.
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,11 +12,9 @@
 
 #include <utility>
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/basic_socket_acceptor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 namespace pb::net {
 
@@ -61,9 +56,5 @@ class Fd {
  private:
   int fd_ = -1;
 };
-template <typename T>
-using Task = boost::asio::awaitable<T, Executor>;
-// The completion token for awaiting an operation inside a Task.
-inline constexpr boost::asio::use_awaitable_t<Executor> use_task{};
 
 }  // namespace pb::net

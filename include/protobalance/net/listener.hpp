@@ -5,7 +5,6 @@
 #include <memory>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "protobalance/net/session.hpp"
 #include "protobalance/net/worker.hpp"
@@ -19,7 +18,8 @@ struct AcceptStats {
 
 // Opens a listening socket on `endpoint` with SO_REUSEPORT, so that every worker can have its
 // own acceptor on the same address and the kernel spreads new connections across them.
-// Throws boost::system::system_error when the address cannot be bound.
+// Throws boost::system::system_error when the address cannot be bound. `context` is only for
+// opening and binding (the control thread's): the Listener takes the socket out of it.
 Acceptor open_acceptor(boost::asio::io_context& context,
                        const boost::asio::ip::tcp::endpoint& endpoint);
 
@@ -47,17 +47,21 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   static void on_poll(void* listener, PollSlot& slot);
+  static void on_continue(void* listener);
+  static void on_pause_over(void* listener, bool abandoned);
   void accept_some();
   void pause(int error);
 
   Worker& worker_;
   int fd_ = -1;
   PollSlot slot_;
-  boost::asio::steady_timer pause_timer_;
+  // Both unlinked by close(); a listener is destroyed on its worker's thread (the last
+  // reference is the posted close's) or after the worker stopped.
+  Turn continuation_{&Listener::on_continue, this};
+  Deadline pause_{&Listener::on_pause_over, this};
   std::shared_ptr<const Route> route_;
   AcceptStats& stats_;
-  bool paused_ = false;       // out of descriptors: resting until pause_timer_ fires
-  bool continuing_ = false;   // a batch ended with connections left: its continuation is posted
+  bool paused_ = false;  // out of descriptors: resting until pause_ expires
   bool warned_descriptors_ = false;
 };
 

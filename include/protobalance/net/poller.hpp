@@ -1,9 +1,8 @@
 #pragma once
 
-#include <cstdint>
-#include <memory>
+#include <sys/epoll.h>
 
-#include <boost/asio/io_context.hpp>
+#include <cstdint>
 
 namespace pb::net {
 
@@ -41,28 +40,33 @@ struct PollSlot {
 // EPOLLRDHUP is what makes that sound: after a short read, a socket is drained unless its FIN
 // has arrived, which the event says.
 //
-// The interface is all there is: add a descriptor with its slot, start. Events arrive on the
-// io_context's thread, in batches; a slot's notify function is called for each. A target must
-// not free a slot from within its notify call (the rest of the batch may name it): owners defer
-// freeing to a posted handler (Worker::retire). Closing a descriptor removes it from the set.
-//
-// How the set is nested into the io_context (an Asio reactor operation, a detail API of Boost
-// 1.81 -- CMake requires exactly that version) is hidden in poller.cpp.
+// The set is the worker's only one: its loop (Worker) blocks in wait(), one epoll_wait per
+// wake-up, then deliver()s the batch: a slot's notify function is called for each event. A slot
+// must stay alive until its batch is delivered, and a target must not free a slot from within
+// its notify call (the rest of the batch may name it): owners defer freeing until after the
+// batch (Worker::retire). Closing a descriptor removes it from the set.
 class Poller {
  public:
-  explicit Poller(boost::asio::io_context& context);
+  // Events taken by one wait() at most.
+  static constexpr int kBatch = 64;
+
+  Poller();  // throws boost::system::system_error if no epoll set can be created
   ~Poller();
   Poller(const Poller&) = delete;
   Poller& operator=(const Poller&) = delete;
 
   // Adds `fd` with `slot` as its event target; false (errno set) if epoll_ctl failed.
   bool add(int fd, PollSlot& slot);
-  // Starts waiting for events (once, when the worker starts).
-  void start();
+  // Waits up to `timeout_ms` (-1: no limit, 0: not at all) for events and keeps them; returns
+  // how many (kBatch: more may be ready at once). Interrupted by a signal: 0.
+  int wait(int timeout_ms);
+  // Delivers the events the last wait() kept (once).
+  void deliver();
 
  private:
-  struct Nest;  // the set's registration in the io_context's reactor
-  std::unique_ptr<Nest> nest_;
+  int fd_ = -1;
+  int ready_ = 0;  // events kept by the last wait(), not delivered yet
+  epoll_event events_[kBatch];
 };
 
 }  // namespace pb::net

@@ -36,7 +36,7 @@ class Balancer {
   explicit Balancer(std::shared_ptr<const Route> route, std::chrono::milliseconds tick = 50ms,
                     std::size_t wheel_slots = 1024)
       : worker_(0, tick, wheel_slots) {
-    auto acceptor = open_acceptor(worker_.context(), {asio::ip::make_address("127.0.0.1"), 0});
+    auto acceptor = open_acceptor(binder_, {asio::ip::make_address("127.0.0.1"), 0});
     endpoint_ = acceptor.local_endpoint();
     listener_ = std::make_shared<Listener>(worker_, std::move(acceptor), std::move(route), stats_);
     worker_.start();
@@ -57,6 +57,7 @@ class Balancer {
   std::size_t active() const { return worker_.active_connections(); }
 
  private:
+  asio::io_context binder_;  // opens and binds the listening socket (the control thread's job)
   Worker worker_;
   AcceptStats stats_;
   tcp::endpoint endpoint_;

@@ -12,7 +12,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
 #include <gtest/gtest.h>
 
 #include "protobalance/balance/cluster.hpp"
@@ -47,7 +46,7 @@ template <typename F>
 auto on_worker(Worker& worker, F f) {
   std::packaged_task<decltype(f())()> task(std::move(f));
   auto result = task.get_future();
-  boost::asio::post(worker.context(), [&task] { task(); });
+  worker.post([&task] { task(); });
   if (result.wait_for(5s) != std::future_status::ready) {
     ADD_FAILURE() << "the worker did not run the task within 5 s";
     std::abort();  // the posted task still refers to this frame

@@ -9,9 +9,6 @@
 #include <future>
 #include <thread>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <gtest/gtest.h>
 
 namespace pb::net {
@@ -19,7 +16,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A worker's poller, on the worker's thread (its io_context, run as in production).
+// A worker's poller, on the worker's thread (its loop, run as in production).
 struct Loop {
   ~Loop() {
     worker.stop();
@@ -31,7 +28,7 @@ struct Loop {
   auto read(F f) {
     std::packaged_task<decltype(f())()> task(std::move(f));
     auto result = task.get_future();
-    boost::asio::post(worker.context(), [&task] { task(); });
+    worker.post([&task] { task(); });
     EXPECT_EQ(result.wait_for(5s), std::future_status::ready);
     return result.get();
   }
@@ -125,8 +122,7 @@ TEST(Poller, ADetachedSlotOnlyRecordsEvents) {
 TEST(Poller, AddFailsForABadDescriptor) {
   // Verifies that a failed registration is reported (false, errno) and leaves the slot
   // unregistered.
-  boost::asio::io_context io(1);
-  Poller poller(io);
+  Poller poller;
   PollSlot slot;
   EXPECT_FALSE(poller.add(-1, slot));
   EXPECT_EQ(errno, EBADF);
