@@ -13,11 +13,6 @@ namespace {
 
 namespace ip = boost::asio::ip;
 
-ip::address_v6::bytes_type as_v6_bytes(const ip::address& address) {
-  if (address.is_v6()) return address.to_v6().to_bytes();
-  return ip::make_address_v6(ip::v4_mapped, address.to_v4()).to_bytes();
-}
-
 // Built by appending: GCC 12 reports a false -Wrestrict for a literal + std::string&& at -O2.
 std::string quoted(std::string_view text) {
   std::string result;
@@ -103,6 +98,11 @@ NetworkResult parse_network(std::string_view text) {
             "host bits are set in " + quoted(text) + ": the network is " + masked.to_string()};
   }
   return {cidr, {}};
+}
+
+ip::address_v6::bytes_type as_v6_bytes(const ip::address& address) {
+  if (address.is_v6()) return address.to_v6().to_bytes();
+  return ip::make_address_v6(ip::v4_mapped, address.to_v4()).to_bytes();
 }
 
 }  // namespace pb::config

@@ -7,16 +7,8 @@
 #include <cstring>
 
 namespace pb::net {
-namespace {
 
 namespace ip = boost::asio::ip;
-
-ip::address_v6::bytes_type as_v6_bytes(const ip::address& address) {
-  if (address.is_v6()) return address.to_v6().to_bytes();
-  return ip::make_address_v6(ip::v4_mapped, address.to_v4()).to_bytes();
-}
-
-}  // namespace
 
 std::size_t CidrSet::KeyHash::operator()(const Key& k) const noexcept {
   // splitmix64-style mixing of both halves.
@@ -63,7 +55,7 @@ void CidrSet::insert(const config::Network& cidr) {
 
 bool CidrSet::contains(const ip::address& address) const {
   if (size_ == 0) return false;
-  const auto bytes = as_v6_bytes(address);
+  const auto bytes = config::as_v6_bytes(address);
   const Key key{load_be64(bytes, 0), load_be64(bytes, 8)};
   return std::any_of(lengths_.begin(), lengths_.end(), [&](const Length& l) {
     return l.networks.contains(mask(key, l.prefix));

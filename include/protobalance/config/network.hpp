@@ -40,4 +40,7 @@ struct NetworkResult {
 };
 NetworkResult parse_network(std::string_view text);
 
+// `address` in the IPv6 space networks live in: an IPv4 address as its IPv4-mapped form.
+boost::asio::ip::address_v6::bytes_type as_v6_bytes(const boost::asio::ip::address& address);
+
 }  // namespace pb::config
