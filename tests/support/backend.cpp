@@ -7,7 +7,10 @@
 
 #include <array>
 #include <future>
+#include <mutex>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -159,14 +162,32 @@ void BlackHole::drain() {
 std::string BlackHole::address() const { return "127.0.0.1:" + std::to_string(port_); }
 
 std::string closed_port_address() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  // Each port handed out stays bound, never listening, until the test program ends: a connect
+  // to it is refused, and no later bind -- a backend this test starts next, another test
+  // program's -- can be given the same port (which would make a dead node a live one).
+  struct Held {
+    std::mutex mutex;
+    std::vector<int> fds;
+    ~Held() {
+      for (const int fd : fds) ::close(fd);
+    }
+  };
+  static Held held;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("closed_port_address: socket() failed");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);  // bound but never listened: the port is free and refuses connects
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("closed_port_address: bind() failed");
+  }
+  {
+    std::lock_guard lock(held.mutex);
+    held.fds.push_back(fd);
+  }
   return "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
 }
 

@@ -81,7 +81,8 @@ class BlackHole {
   int fillers_[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
 };
 
-// A port on 127.0.0.1 on which nothing listens (connects are refused).
+// A port on 127.0.0.1 on which nothing listens (connects are refused), held bound for the rest
+// of the test program so that nothing else is given it.
 std::string closed_port_address();
 
 }  // namespace pb::test
