@@ -179,20 +179,18 @@ std::string Runtime::change_block(const net::Block& block, bool share) {
     apply_blocks();
     close_blocked_sessions(block);
   };
-  if (share) {
-    take_effect();
-  } else {
+  if (!share) {
     once_stored(take_effect);
+    return {};
   }
-  if (share) {
-    const auto subject = twin_subject(block.network, block.listener);
-    if (twins_) {
-      twins_->publish_block(subject, block.expires.value_or(net::BlockClock::time_point{}));
-      // Taken after the publication is queued: a re-read that begins earlier may not see it.
-      shared_blocks_.insert_or_assign(subject, std::chrono::steady_clock::now());
-    } else {
-      shared_blocks_.erase(subject);
-    }
+  take_effect();
+  const auto subject = twin_subject(block.network, block.listener);
+  if (twins_) {
+    twins_->publish_block(subject, block.expires.value_or(net::BlockClock::time_point{}));
+    // Taken after the publication is queued: a re-read that begins earlier may not see it.
+    shared_blocks_.insert_or_assign(subject, std::chrono::steady_clock::now());
+  } else {
+    shared_blocks_.erase(subject);
   }
   return {};
 }
@@ -209,8 +207,9 @@ std::vector<net::Block> Runtime::lift_blocks(const config::Network& network,
   if (removed.empty()) return removed;
   for (const auto& block : removed) {
     spdlog::info("lifted the block of {}{}", describe(block), share ? "" : " (by a twin)");
-    shared_blocks_.erase(twin_subject(block.network, block.listener));
-    if (share && twins_) twins_->publish_unblock(twin_subject(block.network, block.listener));
+    const auto subject = twin_subject(block.network, block.listener);
+    shared_blocks_.erase(subject);
+    if (share && twins_) twins_->publish_unblock(subject);
     if (store_) {
       store_->enqueue(state::EraseBlock{net::network_text(block.network), block.listener});
     }

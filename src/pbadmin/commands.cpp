@@ -14,7 +14,6 @@
 #include <variant>
 
 #include "protobalance/affinity/client_key.hpp"
-#include "protobalance/config/address.hpp"
 #include "protobalance/config/config.hpp"
 #include "protobalance/config/duration.hpp"
 #include "protobalance/config/network.hpp"

@@ -1,11 +1,8 @@
 #pragma once
 
-#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
-
-#include <boost/asio/ip/address.hpp>
 
 #include "protobalance/config/config.hpp"
 
