@@ -48,7 +48,6 @@ snmp::StartFunction load_module() {
 
 }  // namespace
 
-// What the sub-agent reports, read from the runtime at request time.
 // What the sub-agent reports, from a status snapshot taken at request time.
 class SnmpAgent::Source final : public snmp::DataSource {
  public:
@@ -60,6 +59,15 @@ class SnmpAgent::Source final : public snmp::DataSource {
   std::optional<std::uint64_t> affinity_entries() const override {
     if (!extra_.affinity_entries) return std::nullopt;
     return extra_.affinity_entries();
+  }
+
+  std::optional<snmp::TwinFigures> twin() const override {
+    const control::Status status = status_();
+    if (!status.twin) return std::nullopt;
+    const control::TwinStatus& link = *status.twin;
+    return snmp::TwinFigures{link.connected,       link.messages_sent, link.messages_received,
+                             link.lookups_hit,     link.lookups_miss,  link.lookups_timeout,
+                             link.instances.size()};
   }
 
   std::chrono::milliseconds uptime() const override {

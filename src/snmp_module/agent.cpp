@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -29,11 +30,21 @@ namespace {
 constexpr const char* kAppName = "protobalance";
 
 // PROTOBALANCE-MIB: protoBalanceMIB = netSnmpPlaypen.7337; pbObjects = .1;
-// pbScalars = .1.1; pbNodeTable = .1.2.
+// pbScalars = .1.1; pbNodeTable = .1.2; pbTwin = .1.3.
 constexpr std::array<oid, 12> kScalarsOid = {1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 7337, 1, 1};
 constexpr std::array<oid, 12> kNodeTableOid = {1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 7337, 1, 2};
+constexpr std::array<oid, 12> kTwinOid = {1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 7337, 1, 3};
 
 enum Scalar : oid { kVersion = 1, kUptime = 2, kActiveConnections = 3, kAffinityEntries = 4 };
+enum TwinScalar : oid {
+  kTwinConnected = 1,
+  kTwinMessagesSent = 2,
+  kTwinMessagesReceived = 3,
+  kTwinLookupsHit = 4,
+  kTwinLookupsMiss = 5,
+  kTwinLookupsTimeout = 6,
+  kTwinsHeard = 7,
+};
 enum Column : unsigned {
   kAddress = 3,
   kState = 4,
@@ -97,6 +108,8 @@ struct SubAgent final : Agent {
                             netsnmp_agent_request_info* info, netsnmp_request_info* requests);
   static int handle_node_table(netsnmp_mib_handler* handler, netsnmp_handler_registration* reg,
                                netsnmp_agent_request_info* info, netsnmp_request_info* requests);
+  static int handle_twin(netsnmp_mib_handler* handler, netsnmp_handler_registration* reg,
+                         netsnmp_agent_request_info* info, netsnmp_request_info* requests);
   static netsnmp_variable_list* first_row(void** loop, void** data, netsnmp_variable_list* index,
                                           netsnmp_iterator_info* iinfo);
   static netsnmp_variable_list* next_row(void** loop, void** data, netsnmp_variable_list* index,
@@ -200,6 +213,11 @@ void SubAgent::register_objects() {
   scalars->my_reg_void = this;
   netsnmp_register_scalar_group(scalars, kVersion, kAffinityEntries);
 
+  netsnmp_handler_registration* twin = netsnmp_create_handler_registration(
+      "pbTwin", &SubAgent::handle_twin, kTwinOid.data(), kTwinOid.size(), HANDLER_CAN_RONLY);
+  twin->my_reg_void = this;
+  netsnmp_register_scalar_group(twin, kTwinConnected, kTwinsHeard);
+
   netsnmp_handler_registration* table = netsnmp_create_handler_registration(
       "pbNodeTable", &SubAgent::handle_node_table, kNodeTableOid.data(), kNodeTableOid.size(),
       HANDLER_CAN_RONLY);
@@ -247,6 +265,48 @@ int SubAgent::handle_scalars(netsnmp_mib_handler* /*handler*/,
         } else {
           netsnmp_set_request_error(info, r, SNMP_NOSUCHINSTANCE);
         }
+        break;
+      default:
+        netsnmp_set_request_error(info, r, SNMP_NOSUCHOBJECT);
+    }
+  }
+  return SNMP_ERR_NOERROR;
+}
+
+// The pbTwin group: all noSuchInstance without [twin]. The figures are read once per request.
+int SubAgent::handle_twin(netsnmp_mib_handler* /*handler*/, netsnmp_handler_registration* reg,
+                          netsnmp_agent_request_info* info, netsnmp_request_info* requests) {
+  if (info->mode != MODE_GET) return SNMP_ERR_NOERROR;
+  const auto* self = static_cast<const SubAgent*>(reg->my_reg_void);
+  const std::optional<TwinFigures> twin = self->source.twin();
+  for (netsnmp_request_info* r = requests; r != nullptr; r = r->next) {
+    netsnmp_variable_list* var = r->requestvb;
+    if (var->name_length <= kTwinOid.size()) continue;
+    if (!twin) {
+      netsnmp_set_request_error(info, r, SNMP_NOSUCHINSTANCE);
+      continue;
+    }
+    switch (var->name[kTwinOid.size()]) {
+      case kTwinConnected:
+        set_integer(var, twin->connected ? 1 : 2);
+        break;
+      case kTwinMessagesSent:
+        set_counter64(var, twin->messages_sent);
+        break;
+      case kTwinMessagesReceived:
+        set_counter64(var, twin->messages_received);
+        break;
+      case kTwinLookupsHit:
+        set_counter64(var, twin->lookups_hit);
+        break;
+      case kTwinLookupsMiss:
+        set_counter64(var, twin->lookups_miss);
+        break;
+      case kTwinLookupsTimeout:
+        set_counter64(var, twin->lookups_timeout);
+        break;
+      case kTwinsHeard:
+        set_unsigned(var, ASN_GAUGE, gauge32(twin->twins_heard));
         break;
       default:
         netsnmp_set_request_error(info, r, SNMP_NOSUCHOBJECT);

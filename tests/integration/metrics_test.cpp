@@ -24,6 +24,7 @@
 #include "support/backend.hpp"
 #include "support/client.hpp"
 #include "support/process.hpp"
+#include "support/redis_server.hpp"
 #include "support/scrape.hpp"
 
 namespace pb::test {
@@ -537,6 +538,7 @@ std::map<std::string, std::string> walk(const SnmpMaster& master, const std::str
     const auto eq = line.find(" = ");
     if (eq == std::string::npos) continue;
     std::string value = line.substr(eq + 3);
+    if (value.starts_with("No Such")) continue;  // nothing there (an absent group)
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
       value = value.substr(1, value.size() - 2);
     }
@@ -578,7 +580,14 @@ TEST(Snmp, MibParsesWithSnmptranslate) {
       {"pbNodeTotal", ".1.3.6.1.4.1.8072.9999.9999.7337.1.2.1.7"},
       {"pbNodeFailures", ".1.3.6.1.4.1.8072.9999.9999.7337.1.2.1.8"},
       {"pbNodeBytesToNode", ".1.3.6.1.4.1.8072.9999.9999.7337.1.2.1.9"},
-      {"pbNodeBytesToClient", ".1.3.6.1.4.1.8072.9999.9999.7337.1.2.1.10"}};
+      {"pbNodeBytesToClient", ".1.3.6.1.4.1.8072.9999.9999.7337.1.2.1.10"},
+      {"pbTwinConnected", ".1.3.6.1.4.1.8072.9999.9999.7337.1.3.1"},
+      {"pbTwinMessagesSent", ".1.3.6.1.4.1.8072.9999.9999.7337.1.3.2"},
+      {"pbTwinMessagesReceived", ".1.3.6.1.4.1.8072.9999.9999.7337.1.3.3"},
+      {"pbTwinLookupsHit", ".1.3.6.1.4.1.8072.9999.9999.7337.1.3.4"},
+      {"pbTwinLookupsMiss", ".1.3.6.1.4.1.8072.9999.9999.7337.1.3.5"},
+      {"pbTwinLookupsTimeout", ".1.3.6.1.4.1.8072.9999.9999.7337.1.3.6"},
+      {"pbTwinsHeard", ".1.3.6.1.4.1.8072.9999.9999.7337.1.3.7"}};
   for (const auto& [name, oid] : expected) {
     const RunResult r = run({"/usr/bin/env", "MIBS=", "snmptranslate", "-M", "+:" + dir, "-m",
                              "+PROTOBALANCE-MIB", "-PW", "-On", "PROTOBALANCE-MIB::" + name});
@@ -657,6 +666,83 @@ TEST(Snmp, WalkShowsTheNodeTableWithTheRightValues) {
   EXPECT_EQ(scalars.count("pbActiveConnections.0") ? scalars.at("pbActiveConnections.0") : "", "0");
   // No cluster of this configuration has affinity on: the map is empty.
   EXPECT_EQ(scalars.count("pbAffinityEntries.0") ? scalars.at("pbAffinityEntries.0") : "", "0");
+  // Without [twin] the pbTwin group is absent, and a walk of the whole module still ends.
+  EXPECT_TRUE(walk(master, "PROTOBALANCE-MIB::pbTwin").empty());
+  EXPECT_EQ(walk(master, "PROTOBALANCE-MIB::protoBalanceMIB").size(), table.size() + 4U);
+}
+
+TEST(Snmp, TwinGroupReportsTheLinkToRedis) {
+  // Verifies, with a real redis-server and snmpd, that the pbTwin group of a balancer with
+  // [twin] says whether the link is up and counts what it sent and looked up: one first-seen
+  // client makes a lookup that misses and a published affinity entry; with Redis gone the link
+  // reads false(2).
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  TempDir snmp_dir;
+  SnmpMaster master(snmp_dir.path(), free_udp_port());
+  Backend alpha("alpha");
+  TempDir dir;
+  const auto file = dir.write("pb.toml", snmp_config(master.socket()) + R"(
+[service]
+threads = 1
+state_dir = "var"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:0"
+cluster = "web"
+[[cluster]]
+name = "web"
+[cluster.affinity]
+enabled = true
+[[cluster.node]]
+name = "alpha"
+address = ")" + alpha.address() + R"("
+[twin]
+redis = ")" + redis.address() + R"("
+instance = "A"
+lookup_timeout = "2s"
+)");
+  Balancer balancer({"--config", file.string()});
+  ASSERT_TRUE(balancer.process().wait_for(std::regex("AgentX subagent connected"), in(10s)))
+      << balancer.process().output();
+
+  std::map<std::string, std::string> twin;
+  const auto value = [&](const std::string& object) {
+    const auto it = twin.find(object + ".0");
+    return it == twin.end() ? std::string("<absent>") : it->second;
+  };
+  ASSERT_TRUE(eventually(
+      [&] {
+        twin = walk(master, "PROTOBALANCE-MIB::pbTwin");
+        return value("pbTwinConnected") == "1";
+      },
+      in(20s)))
+      << balancer.process().output();
+  EXPECT_EQ(twin.size(), 7U);
+  EXPECT_EQ(value("pbTwinLookupsMiss"), "0");
+
+  EXPECT_TRUE(echo_round_trip(balancer.address("web"), 5000, 1));
+  EXPECT_TRUE(eventually(
+      [&] {
+        twin = walk(master, "PROTOBALANCE-MIB::pbTwin");
+        return value("pbTwinLookupsMiss") == "1" && value("pbTwinMessagesSent") != "0" &&
+               value("pbTwinMessagesSent") != "<absent>";
+      },
+      in(15s)))
+      << "lookups miss " << value("pbTwinLookupsMiss") << ", sent " << value("pbTwinMessagesSent");
+  EXPECT_EQ(value("pbTwinLookupsHit"), "0");
+  EXPECT_EQ(value("pbTwinLookupsTimeout"), "0");
+  EXPECT_EQ(value("pbTwinMessagesReceived"), "0");
+  EXPECT_EQ(value("pbTwinsHeard"), "0");
+
+  redis.kill();
+  EXPECT_TRUE(eventually(
+      [&] {
+        twin = walk(master, "PROTOBALANCE-MIB::pbTwin");
+        return value("pbTwinConnected") == "2";
+      },
+      in(20s)))
+      << "connected " << value("pbTwinConnected");
 }
 
 TEST(Snmp, ForwardsWithoutAMasterAndConnectsWhenItComesAndAfterItRestarts) {

@@ -29,6 +29,17 @@ struct NodeRow {
   std::uint64_t bytes_to_client = 0;
 };
 
+// The pbTwin scalars: the link of a twin deployment ([twin]) to Redis.
+struct TwinFigures {
+  bool connected = false;
+  std::uint64_t messages_sent = 0;
+  std::uint64_t messages_received = 0;
+  std::uint64_t lookups_hit = 0;
+  std::uint64_t lookups_miss = 0;
+  std::uint64_t lookups_timeout = 0;
+  std::uint64_t twins_heard = 0;  // in the last 10 minutes
+};
+
 // What the sub-agent reports, read at request time on the sub-agent's thread (thread-safe).
 class DataSource {
  public:
@@ -37,6 +48,7 @@ class DataSource {
   virtual std::optional<std::uint64_t> affinity_entries() const = 0;  // none without affinity
   virtual std::chrono::milliseconds uptime() const = 0;
   virtual void node_rows(std::vector<NodeRow>& rows) const = 0;  // replaces the contents
+  virtual std::optional<TwinFigures> twin() const = 0;           // none without [twin]
 };
 
 // A running sub-agent. Destroying it unregisters from the master and stops its thread (within
