@@ -15,12 +15,21 @@
 #include <mutex>
 #include <random>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <utility>
 
+#include "twin_text.hpp"
+
 namespace pb::state {
 namespace {
+
+using twin_text::hex;
+using twin_text::kFormatVersion;
+using twin_text::split;
+using twin_text::to_int;
+using twin_text::to_unix;
+using twin_text::unhex;
+using twin_text::unix_time;
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kConnectTimeout = std::chrono::milliseconds(1000);
@@ -28,7 +37,6 @@ constexpr auto kCommandTimeout = std::chrono::milliseconds(2000);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
 constexpr auto kInstanceMemory = std::chrono::minutes(10);
-constexpr int kFormatVersion = 1;
 constexpr std::size_t kMaxQueuedJobs = 100000;
 // Jobs sent together in one pipelined batch at most (bounds the buffers and the time a job waits
 // for the ones before it).
@@ -54,64 +62,6 @@ using Context = std::unique_ptr<redisContext, ContextDeleter>;
 timeval to_timeval(std::chrono::milliseconds d) {
   return timeval{static_cast<time_t>(d.count() / 1000),
                  static_cast<suseconds_t>((d.count() % 1000) * 1000)};
-}
-
-std::string hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (const char c : bytes) {
-    const auto b = static_cast<unsigned char>(c);
-    out += kDigits[b >> 4];
-    out += kDigits[b & 0xf];
-  }
-  return out;
-}
-
-std::optional<std::string> unhex(std::string_view text) {
-  if (text.size() % 2 != 0) {
-    return std::nullopt;
-  }
-  auto value = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); i += 2) {
-    const int hi = value(text[i]);
-    const int lo = value(text[i + 1]);
-    if (hi < 0 || lo < 0) {
-      return std::nullopt;
-    }
-    out += static_cast<char>((hi << 4) | lo);
-  }
-  return out;
-}
-
-std::int64_t to_unix(SystemTime t) {
-  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-SystemTime from_unix(std::int64_t s) { return SystemTime{std::chrono::seconds(s)}; }
-
-std::vector<std::string> split(std::string_view text) {
-  std::vector<std::string> words;
-  std::istringstream in{std::string(text)};
-  std::string w;
-  while (in >> w) {
-    words.push_back(std::move(w));
-  }
-  return words;
-}
-
-std::optional<std::int64_t> to_int(const std::string& s) {
-  try {
-    std::size_t used = 0;
-    const long long v = std::stoll(s, &used);
-    return used == s.size() ? std::optional<std::int64_t>(v) : std::nullopt;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
 }
 
 // Runs one command; nullptr when the connection failed (then c->err says why).
@@ -200,8 +150,8 @@ struct TwinLink::State {
   // a full queue, or sent on a connection that failed): the next re-read cannot tell a block
   // lifted by a twin from one whose write was lost. Guarded by `mutex`.
   bool writes_lost = false;
-  // The epoch record's value the last re-read found (command thread only); empty before the
-  // first. A different value means Redis lost its data meanwhile (restarted without
+  // The epoch record's value the last complete re-read found (command thread only); empty
+  // before the first. A different value means Redis lost its data meanwhile (restarted without
   // persistence, flushed).
   std::string epoch;
   int wake_pipe[2] = {-1, -1};  // wakes the subscriber's poll() when stopping
@@ -461,8 +411,19 @@ struct TwinLink::State {
     return job;
   }
 
+  // The key (with the prefix) and value of the record that `m` writes, as this instance's
+  // (twin_record.hpp); the value is empty for a change that deletes the record.
+  std::pair<std::string, std::string> own_record(TwinMessage m) const {
+    m.instance = config.instance;
+    return {config.key_prefix + twin_record_key(m), twin_record_value(m)};
+  }
+
   std::string affinity_key(const std::string& cluster, const std::string& key) const {
-    return fmt::format("{}a:{}:{}", config.key_prefix, cluster, hex(key));
+    TwinMessage m;
+    m.kind = TwinMessage::Kind::forget;
+    m.affinity.cluster = cluster;
+    m.affinity.key = key;
+    return own_record(std::move(m)).first;
   }
 
   // Seconds the entry has left; 0 when it has expired already.
@@ -525,7 +486,7 @@ struct TwinLink::State {
       }
       AffinityEntry winner = e;
       winner.node = w[1];
-      winner.last_seen = from_unix(to_int(w[2]).value_or(to_unix(e.last_seen)));
+      winner.last_seen = unix_time(w[2]).value_or(e.last_seen);
       {
         std::lock_guard lock(mutex);
         ++stats.conflicts;
@@ -538,8 +499,10 @@ struct TwinLink::State {
   }
 
   std::string affinity_value(const AffinityEntry& e) const {
-    return fmt::format("{} {} {} {}", kFormatVersion, e.node, to_unix(e.last_seen),
-                       config.instance);
+    TwinMessage m;
+    m.kind = TwinMessage::Kind::affinity;
+    m.affinity = e;
+    return own_record(std::move(m)).second;
   }
 
   void republish(redisContext* c) {
@@ -590,11 +553,13 @@ struct TwinLink::State {
       complete_since_last = !writes_lost;
       writes_lost = false;
     }
-    const std::string previous = epoch;
-    epoch = read_epoch(c);
+    // Compared with the epoch of the previous complete re-read: one that failed half-way
+    // leaves it, so that the next complete one still tells that Redis lost its data.
+    const std::string current = read_epoch(c);
     BlocksRead blocks;
     blocks.read_from = from;
-    blocks.continuous = complete_since_last && !previous.empty() && epoch == previous;
+    blocks.continuous = complete_since_last && !epoch.empty() && current == epoch;
+    blocks.redis_lost_data = !epoch.empty() && !current.empty() && current != epoch;
     std::string cursor = "0";
     do {
       Reply r = command(c, {"SCAN", cursor, "MATCH", config.key_prefix + "*", "COUNT", "500"});
@@ -616,8 +581,8 @@ struct TwinLink::State {
         }
         Reply t = command(c, {"TTL", key});
         const std::int64_t ttl = t && t->type == REDIS_REPLY_INTEGER ? t->integer : -1;
-        if (auto message = parse_record(key.substr(config.key_prefix.size()),
-                                        reply_text(v.get()), ttl)) {
+        if (auto message = parse_twin_record(std::string_view(key).substr(config.key_prefix.size()),
+                                             reply_text(v.get()), ttl)) {
           if (message->kind == TwinMessage::Kind::block) {
             blocks.subjects.insert(message->name);
           }
@@ -625,54 +590,12 @@ struct TwinLink::State {
         }
       }
     } while (cursor != "0");
+    if (!current.empty()) {
+      epoch = current;
+    }
     if (callbacks.on_reread) {
       callbacks.on_reread(blocks);
     }
-  }
-
-  std::optional<TwinMessage> parse_record(const std::string& key, const std::string& value,
-                                          std::int64_t ttl) const {
-    const std::vector<std::string> v = split(value);
-    if (key.size() < 2 || key[1] != ':' || v.empty() || v[0] != "1") {
-      return std::nullopt;
-    }
-    const std::string rest = key.substr(2);
-    TwinMessage m;
-    if (key[0] == 'a' && v.size() == 4) {
-      const std::size_t colon = rest.rfind(':');
-      auto bytes = colon == std::string::npos ? std::nullopt : unhex(rest.substr(colon + 1));
-      const auto seen = to_int(v[2]);
-      if (!bytes || !seen) {
-        return std::nullopt;
-      }
-      m.kind = TwinMessage::Kind::affinity;
-      m.affinity = {rest.substr(0, colon), *bytes, v[1], from_unix(*seen),
-                    std::chrono::seconds(std::max<std::int64_t>(ttl, 0))};
-      m.instance = v[3];
-    } else if (key[0] == 'n' && v.size() == 3) {
-      const std::size_t colon = rest.find(':');
-      if (colon == std::string::npos) {
-        return std::nullopt;
-      }
-      m.kind = TwinMessage::Kind::node_state;
-      m.cluster = rest.substr(0, colon);
-      m.node = rest.substr(colon + 1);
-      m.state = v[1];
-      m.instance = v[2];
-    } else if (key[0] == 'r' && v.size() == 3) {
-      m.kind = TwinMessage::Kind::route;
-      m.name = rest;
-      m.target = v[1];
-      m.instance = v[2];
-    } else if (key[0] == 'b' && v.size() == 3) {
-      m.kind = TwinMessage::Kind::block;
-      m.name = rest;
-      m.until = from_unix(to_int(v[1]).value_or(0));
-      m.instance = v[2];
-    } else {
-      return std::nullopt;
-    }
-    return m;
   }
 
   // ---- subscriber thread ----
@@ -759,13 +682,13 @@ struct TwinLink::State {
     auto at = [&](std::size_t i) -> const std::string& { return w[3 + i]; };
     if ((kind == "a" || kind == "p") && n == 5) {
       auto bytes = unhex(at(1));
-      auto seen = to_int(at(3));
+      auto seen = unix_time(at(3));
       auto ttl = to_int(at(4));
       if (!bytes || !seen || !ttl) {
         return;
       }
       m.kind = kind == "a" ? TwinMessage::Kind::affinity : TwinMessage::Kind::pin;
-      m.affinity = {at(0), *bytes, at(2), from_unix(*seen), std::chrono::seconds(*ttl)};
+      m.affinity = {at(0), *bytes, at(2), *seen, std::chrono::seconds(*ttl)};
     } else if (kind == "f" && n == 2) {
       auto bytes = unhex(at(1));
       if (!bytes) {
@@ -786,7 +709,7 @@ struct TwinLink::State {
     } else if (kind == "b" && n == 2) {
       m.kind = TwinMessage::Kind::block;
       m.name = at(0);
-      m.until = from_unix(to_int(at(1)).value_or(0));
+      m.until = unix_time(at(1)).value_or(SystemTime{});
     } else if (kind == "u" && n == 1) {
       m.kind = TwinMessage::Kind::unblock;
       m.name = at(0);
@@ -943,20 +866,27 @@ void TwinLink::publish_forget(const std::string& cluster, const std::string& key
 void TwinLink::publish_node_state(const std::string& cluster, const std::string& node,
                                   const std::string& state) {
   State& s = *state_;
+  TwinMessage m;
+  m.kind = TwinMessage::Kind::node_state;
+  m.cluster = cluster;
+  m.node = node;
+  m.state = state;
   s.enqueue(s.write_and_publish(
-      [k = fmt::format("{}n:{}:{}", s.config.key_prefix, cluster, node),
-       v = fmt::format("{} {} {}", kFormatVersion, state, s.config.instance)]()
-          -> std::vector<Args> { return {{"SET", k, v}}; },
+      [record = s.own_record(std::move(m))]() -> std::vector<Args> {
+        return {{"SET", record.first, record.second}};
+      },
       "n", fmt::format("{} {} {}", cluster, node, state)));
 }
 
 void TwinLink::publish_route(const std::string& name, const std::string& target) {
   State& s = *state_;
-  const std::string key = fmt::format("{}r:{}", s.config.key_prefix, name);
-  Args write = target.empty()
-                   ? Args{"DEL", key}
-                   : Args{"SET", key,
-                          fmt::format("{} {} {}", kFormatVersion, target, s.config.instance)};
+  TwinMessage m;
+  m.kind = TwinMessage::Kind::route;
+  m.name = name;
+  m.target = target;
+  auto [key, value] = s.own_record(std::move(m));
+  Args write =
+      target.empty() ? Args{"DEL", std::move(key)} : Args{"SET", std::move(key), std::move(value)};
   s.enqueue(s.write_and_publish(
       [write = std::move(write)]() -> std::vector<Args> { return {write}; }, "r",
       target.empty() ? name : fmt::format("{} {}", name, target)));
@@ -964,11 +894,13 @@ void TwinLink::publish_route(const std::string& name, const std::string& target)
 
 void TwinLink::publish_block(const std::string& subject, SystemTime until) {
   State& s = *state_;
+  TwinMessage m;
+  m.kind = TwinMessage::Kind::block;
+  m.name = subject;
+  m.until = until;
   s.enqueue(s.write_and_publish(
-      [key = fmt::format("{}b:{}", s.config.key_prefix, subject),
-       value = fmt::format("{} {} {}", kFormatVersion, to_unix(until), s.config.instance),
-       until]() -> std::vector<Args> {
-        Args args{"SET", key, value};
+      [record = s.own_record(std::move(m)), until]() -> std::vector<Args> {
+        Args args{"SET", record.first, record.second};
         if (until != SystemTime{}) {
           const auto left = to_unix(until) - to_unix(std::chrono::system_clock::now());
           if (left <= 0) {
@@ -983,8 +915,11 @@ void TwinLink::publish_block(const std::string& subject, SystemTime until) {
 
 void TwinLink::publish_unblock(const std::string& subject) {
   State& s = *state_;
+  TwinMessage m;
+  m.kind = TwinMessage::Kind::unblock;
+  m.name = subject;
   s.enqueue(s.write_and_publish(
-      [k = fmt::format("{}b:{}", s.config.key_prefix, subject)]() -> std::vector<Args> {
+      [k = s.own_record(std::move(m)).first]() -> std::vector<Args> {
         return {{"DEL", k}};
       },
       "u", subject));

@@ -41,9 +41,10 @@
 // wrote through on_message (what it missed), and the blocks Redis holds through on_reread, so
 // that the caller lifts those a twin removed meanwhile (unblocked: there is no record of a
 // removal to deliver). The same re-read runs after the subscriber reconnects. Whether Redis
-// kept its data since the previous re-read is told by the epoch record (PREFIX "epoch", a
-// random value written with SET NX when missing): a Redis that restarted empty has a new one,
-// and its missing blocks were not lifted by anyone.
+// kept its data since the previous complete re-read is told by the epoch record (PREFIX
+// "epoch", a random value written with SET NX when missing): a Redis that restarted empty has
+// a new one, and its missing blocks were not lifted by anyone (BlocksRead::redis_lost_data: the
+// caller publishes its blocks again).
 //
 // Wire format (version 1). Keys: PREFIX "a:" CLUSTER ":" HEXKEY (affinity, value
 // "1 NODE LAST_SEEN INSTANCE", expiring with the cluster's ttl), PREFIX "n:" CLUSTER ":" NODE
@@ -65,33 +66,9 @@
 #include <vector>
 
 #include "protobalance/config/config.hpp"
+#include "protobalance/state/twin_record.hpp"
 
 namespace pb::state {
-
-using SystemTime = std::chrono::system_clock::time_point;
-
-// One client's affinity: the client key is the binary key of the affinity map (any bytes).
-struct AffinityEntry {
-  std::string cluster;
-  std::string key;
-  std::string node;
-  SystemTime last_seen;
-  std::chrono::seconds ttl{0};  // how long the entry lives after last_seen (the cluster's ttl)
-};
-
-// What a twin told us, or what the re-read after an outage found.
-struct TwinMessage {
-  enum class Kind : std::uint8_t { affinity, pin, forget, node_state, route, block, unblock };
-  Kind kind = Kind::affinity;
-  std::string instance;  // who wrote it
-  AffinityEntry affinity;  // affinity, pin, forget (forget: cluster and key only)
-  std::string cluster;     // node_state
-  std::string node;        // node_state
-  std::string state;       // node_state: available|draining|offline
-  std::string name;        // route: the route's name; block/unblock: the subject (address/CIDR)
-  std::string target;      // route: where it points; empty = reset
-  SystemTime until;        // block: until when (epoch = no end)
-};
 
 struct LookupResult {
   enum class Status : std::uint8_t { hit, miss, timeout, unavailable };
@@ -121,10 +98,16 @@ struct TwinStats {
 // before `read_from` reached Redis (none dropped, none on a connection that failed). A block
 // the caller shared (applied from a twin, or made here and published) before `read_from` and
 // missing from `subjects` was then lifted by a twin.
+// `redis_lost_data` when Redis lost its data since the previous complete re-read of this link
+// (another epoch: restarted empty, flushed): a block held here and missing from `subjects` was
+// lifted by no one, and the caller publishes it again. Never with `continuous`; neither on the
+// link's first complete re-read (nothing to compare with), nor when only a write of ours may be
+// lost (same epoch).
 struct BlocksRead {
   std::set<std::string> subjects;
   std::chrono::steady_clock::time_point read_from;
   bool continuous = false;
+  bool redis_lost_data = false;
 };
 
 struct TwinCallbacks {

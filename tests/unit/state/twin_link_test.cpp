@@ -268,7 +268,8 @@ TEST(TwinLink, ReReadTellsTheBlocksInRedisAndWhetherRedisKeptItsData) {
   // Verifies on_reread: the first re-read of a link is not `continuous` (nothing to compare
   // with); after a reconnection to the same Redis it is, lists every instance's blocks, misses
   // one a twin lifted meanwhile and has the one this link made while cut off (sent before the
-  // re-read); after Redis restarted empty it is not `continuous` again.
+  // re-read); after Redis restarted empty it is not `continuous` again but `redis_lost_data`,
+  // which neither the first re-read nor the one after a reconnection to the same Redis is.
   test::RedisServer redis;
   ASSERT_TRUE(redis.ready());
   // redis-cli; `auth` once the password is set.
@@ -281,6 +282,7 @@ TEST(TwinLink, ReReadTellsTheBlocksInRedisAndWhetherRedisKeptItsData) {
   TwinLink a(twin_config(redis, "lb-a"), ra.callbacks());
   ASSERT_TRUE(eventually([&] { return up(a) && ra.reread_count() == 1; }));
   EXPECT_FALSE(ra.last_reread().continuous);
+  EXPECT_FALSE(ra.last_reread().redis_lost_data);
   std::vector<std::string> a_clients;  // a's command and subscriber connections
   {
     std::istringstream lines(cli({"CLIENT", "LIST"}));
@@ -311,6 +313,7 @@ TEST(TwinLink, ReReadTellsTheBlocksInRedisAndWhetherRedisKeptItsData) {
   ASSERT_TRUE(eventually([&] { return up(a) && ra.reread_count() > before; }));
   const BlocksRead read = ra.reread(before);  // the first after the reconnection
   EXPECT_TRUE(read.continuous);
+  EXPECT_FALSE(read.redis_lost_data);
   EXPECT_EQ(read.subjects, (std::set<std::string>{"192.0.2.8", "192.0.2.9"}));
   EXPECT_GT(read.read_from, restored);
   EXPECT_EQ(ra.count(TwinMessage::Kind::unblock), 0u);  // not heard: only the re-read tells
@@ -320,7 +323,10 @@ TEST(TwinLink, ReReadTellsTheBlocksInRedisAndWhetherRedisKeptItsData) {
   const std::size_t before_restart = ra.reread_count();
   ASSERT_TRUE(redis.restart());
   ASSERT_TRUE(eventually([&] { return up(a) && ra.reread_count() > before_restart; }));
-  EXPECT_FALSE(ra.reread(before_restart).continuous);
+  const BlocksRead after_restart = ra.reread(before_restart);
+  EXPECT_FALSE(after_restart.continuous);
+  EXPECT_TRUE(after_restart.redis_lost_data);
+  EXPECT_TRUE(after_restart.subjects.empty());
 }
 
 TEST(TwinLink, StatesRoutesBlocksForgetAndPinReachTheTwins) {
