@@ -278,22 +278,39 @@ void Runtime::apply_twin_unblock(const std::string& subject) {
 // and no longer in Redis was lifted by a twin; it is lifted here too, not published again.
 // Blocks made here while cut off are in Redis by then (the link sends the writes queued during
 // the outage before it re-reads) and stay. When the comparison is not sound (Redis lost its
-// data, or a write of ours may be lost: read.continuous false) nothing is lifted. Blocks found in
-// Redis count as shared from now on (also ones restored from the database at start).
+// data, or a write of ours may be lost: read.continuous false) nothing is lifted. When Redis
+// lost its data (read.redis_lost_data), every block held here and missing from Redis is
+// published again, as when it was made (a timed one with the time it has left; one that ended
+// is not held any more), so that a twin started later finds it. Blocks found in Redis count as
+// shared from now on (also ones restored from the database at start).
 void Runtime::reconcile_twin_blocks(const state::BlocksRead& read) {
   const auto now = std::chrono::steady_clock::now();
+  const auto clock_now = net::BlockClock::now();
   std::set<std::string, std::less<>> held;
   std::vector<net::Block> gone;
+  std::size_t published = 0;
   for (const auto& block : blocks_) {
     auto subject = twin_subject(block.network, block.listener);
     if (read.subjects.contains(subject)) {
       shared_blocks_.try_emplace(subject, now);
+    } else if (read.redis_lost_data) {
+      if (twins_ && !block.expired(clock_now)) {
+        twins_->publish_block(subject, block.expires.value_or(net::BlockClock::time_point{}));
+        // Taken after the publication is queued, as in change_block: a re-read that begins
+        // earlier (and so may not find it) does not count it as lifted.
+        shared_blocks_.insert_or_assign(subject, std::chrono::steady_clock::now());
+        ++published;
+      }
     } else if (const auto shared = shared_blocks_.find(subject); read.continuous &&
                                                                  shared != shared_blocks_.end() &&
                                                                  shared->second < read.read_from) {
       gone.push_back(block);
     }
     held.insert(std::move(subject));
+  }
+  if (published > 0) {
+    spdlog::info("twin: Redis lost its data; published again {} block{} held here", published,
+                 published == 1 ? "" : "s");
   }
   std::erase_if(shared_blocks_, [&](const auto& entry) { return !held.contains(entry.first); });
   for (const auto& block : gone) {

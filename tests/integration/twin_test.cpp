@@ -806,5 +806,60 @@ TEST(Twin, TimedBlockEndsOnEveryTwin) {
       [&] { return redis_cli(redis, {"EXISTS", "protobalance:b:" + client}) == "0\n"; }, in(5s)));
 }
 
+TEST(Twin, BlocksArePublishedAgainAfterRedisLostItsData) {
+  // Verifies that when Redis restarted empty, a balancer publishes again the blocks it holds
+  // (the same record; a timed one with the time it has left), so that a twin started afterwards
+  // refuses their clients; and that a block lifted (unblocked) or ended before is not published
+  // again. Those two were made first: were they published again, they would reach Redis before
+  // the two checked for (the link sends in order), so their absence is checked after those.
+  RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  TwinFixture f;
+  auto A = f.start("A", redis);
+  ASSERT_TRUE(eventually([&] { return connected(*A); }, in(20s)));
+  const std::string lifted = source(50), ended = source(51), forever = source(52),
+                    timed = source(53);
+  const auto record = [](const std::string& client) { return "protobalance:b:" + client; };
+  const auto in_redis = [&](std::vector<std::string> clients) {
+    std::vector<std::string> args{"EXISTS"};
+    for (const auto& client : clients) args.push_back(record(client));
+    return redis_cli(redis, args);
+  };
+  ASSERT_EQ(pbadmin(*A, {"block", lifted}).exit_code, 0);
+  ASSERT_EQ(pbadmin(*A, {"unblock", lifted}).exit_code, 0);
+  ASSERT_EQ(pbadmin(*A, {"block", ended, "--for", "2s"}).exit_code, 0);
+  ASSERT_EQ(pbadmin(*A, {"block", forever}).exit_code, 0);
+  ASSERT_EQ(pbadmin(*A, {"block", timed, "--for", "1h"}).exit_code, 0);
+  ASSERT_TRUE(eventually([&] { return in_redis({forever, timed}) == "2\n"; }, in(10s)));
+  // The short block ends (waited for, not slept), here and in Redis.
+  ASSERT_TRUE(eventually([&] { return greeted(A->address(), ended); }, in(20s)));
+  ASSERT_TRUE(eventually([&] { return in_redis({ended}) == "0\n"; }, in(10s)));
+  ASSERT_EQ(in_redis({lifted}), "0\n");
+
+  redis.kill();
+  ASSERT_TRUE(eventually([&] { return !connected(*A); }, in(20s)));
+  ASSERT_TRUE(redis.restart());
+  ASSERT_TRUE(eventually([&] { return connected(*A); }, in(30s)));
+  ASSERT_TRUE(eventually([&] { return in_redis({forever, timed}) == "2\n"; }, in(20s)));
+  EXPECT_EQ(redis_cli(redis, {"GET", record(forever)}), "1 0 A\n");
+  EXPECT_EQ(redis_cli(redis, {"TTL", record(forever)}), "-1\n");
+  const std::string ttl = redis_cli(redis, {"TTL", record(timed)});
+  EXPECT_GT(std::stoi(ttl), 3000) << ttl;
+  EXPECT_LE(std::stoi(ttl), 3600) << ttl;
+  EXPECT_EQ(in_redis({lifted, ended}), "0\n");
+  EXPECT_TRUE(A->balancer->process().wait_for(
+      std::regex("Redis lost its data; published again 2 blocks held here"), in(5s)));
+
+  auto B = f.start("B", redis);
+  ASSERT_TRUE(eventually([&] { return connected(*B); }, in(20s)));
+  EXPECT_TRUE(eventually([&] { return refused(B->address(), forever); }, in(10s)));
+  EXPECT_TRUE(eventually([&] { return refused(B->address(), timed); }, in(10s)));
+  EXPECT_TRUE(greeted(B->address(), lifted));
+  EXPECT_TRUE(greeted(B->address(), ended));
+  EXPECT_EQ(listed_blocks(*B), (std::set<std::string>{forever, timed}));
+  EXPECT_TRUE(refused(A->address(), forever));  // A kept its blocks throughout
+  EXPECT_TRUE(refused(A->address(), timed));
+}
+
 }  // namespace
 }  // namespace pb::test
