@@ -23,12 +23,9 @@
 namespace pb::state {
 namespace {
 
-using twin_text::hex;
 using twin_text::kFormatVersion;
 using twin_text::split;
-using twin_text::to_int;
 using twin_text::to_unix;
-using twin_text::unhex;
 using twin_text::unix_time;
 
 using Clock = std::chrono::steady_clock;
@@ -384,21 +381,20 @@ struct TwinLink::State {
     ++stats.messages_sent;
   }
 
-  Args publish_command(const std::string& kind, const std::string& fields) const {
-    return {"PUBLISH", channel,
-            fmt::format("{} {} {} {}", kFormatVersion, config.instance, kind, fields)};
+  // The text that publishes `m` as this instance's (twin_record.hpp).
+  std::string own_message(TwinMessage m) const {
+    m.instance = config.instance;
+    return twin_message_text(m);
   }
 
-  // A job that writes (`writes`, built when sent; none: nothing to do) and then publishes, both
-  // in the same batch, so that an instance's messages keep their order.
-  Job write_and_publish(std::function<std::vector<Args>()> writes, std::string kind,
-                        std::string fields) {
+  // A job that writes (`writes`, built when sent; none: nothing to do) and then publishes `m`,
+  // both in the same batch, so that an instance's messages keep their order.
+  Job write_and_publish(std::function<std::vector<Args>()> writes, const TwinMessage& m) {
     Job job;
-    job.prepare = [this, writes = std::move(writes), kind = std::move(kind),
-                   fields = std::move(fields)] {
+    job.prepare = [this, writes = std::move(writes), text = own_message(m)] {
       std::vector<Args> commands = writes();
       if (!commands.empty()) {
-        commands.push_back(publish_command(kind, fields));
+        commands.push_back({"PUBLISH", channel, text});
       }
       return commands;
     };
@@ -434,14 +430,12 @@ struct TwinLink::State {
                .count());
   }
 
-  std::string affinity_fields(const AffinityEntry& e) const {
-    return fmt::format("{} {} {} {} {}", e.cluster, hex(e.key), e.node, to_unix(e.last_seen),
-                       e.ttl.count());
-  }
-
   // An affinity write: first writer wins (one script: SET NX EX, PUBLISH when won, the winner's
   // value when lost), or SET EX and PUBLISH for a pin.
   Job affinity_job(const AffinityEntry& e, bool pin) {
+    TwinMessage m;
+    m.kind = pin ? TwinMessage::Kind::pin : TwinMessage::Kind::affinity;
+    m.affinity = e;
     if (pin) {
       return write_and_publish(
           [this, e]() -> std::vector<Args> {
@@ -452,17 +446,16 @@ struct TwinLink::State {
             return {{"SET", affinity_key(e.cluster, e.key), affinity_value(e), "EX",
                      std::to_string(ttl)}};
           },
-          "p", affinity_fields(e));
+          m);
     }
     Job job;
-    job.prepare = [this, e]() -> std::vector<Args> {
+    job.prepare = [this, e, text = own_message(m)]() -> std::vector<Args> {
       const std::int64_t ttl = remaining(e);
       if (ttl <= 0) {
         return {};
       }
       return {{"EVAL", kDecideScript, "1", affinity_key(e.cluster, e.key), affinity_value(e),
-               std::to_string(ttl), channel,
-               fmt::format("{} {} a {}", kFormatVersion, config.instance, affinity_fields(e))}};
+               std::to_string(ttl), channel, text}};
     };
     job.done = [this, e](std::vector<Reply>& replies) {
       const Reply& r = replies.front();
@@ -671,56 +664,15 @@ struct TwinLink::State {
     if (text.starts_with(own_prefix)) {
       return;  // ours, seen again through the subscription
     }
-    const std::vector<std::string> w = split(text);
-    if (w.size() < 3 || w[0] != "1" || w[1] == config.instance) {
-      return;
-    }
-    TwinMessage m;
-    m.instance = w[1];
-    const std::string& kind = w[2];
-    const std::size_t n = w.size() - 3;
-    auto at = [&](std::size_t i) -> const std::string& { return w[3 + i]; };
-    if ((kind == "a" || kind == "p") && n == 5) {
-      auto bytes = unhex(at(1));
-      auto seen = unix_time(at(3));
-      auto ttl = to_int(at(4));
-      if (!bytes || !seen || !ttl) {
-        return;
-      }
-      m.kind = kind == "a" ? TwinMessage::Kind::affinity : TwinMessage::Kind::pin;
-      m.affinity = {at(0), *bytes, at(2), *seen, std::chrono::seconds(*ttl)};
-    } else if (kind == "f" && n == 2) {
-      auto bytes = unhex(at(1));
-      if (!bytes) {
-        return;
-      }
-      m.kind = TwinMessage::Kind::forget;
-      m.affinity.cluster = at(0);
-      m.affinity.key = *bytes;
-    } else if (kind == "n" && n == 3) {
-      m.kind = TwinMessage::Kind::node_state;
-      m.cluster = at(0);
-      m.node = at(1);
-      m.state = at(2);
-    } else if (kind == "r" && (n == 1 || n == 2)) {
-      m.kind = TwinMessage::Kind::route;
-      m.name = at(0);
-      m.target = n == 2 ? at(1) : std::string{};
-    } else if (kind == "b" && n == 2) {
-      m.kind = TwinMessage::Kind::block;
-      m.name = at(0);
-      m.until = unix_time(at(1)).value_or(SystemTime{});
-    } else if (kind == "u" && n == 1) {
-      m.kind = TwinMessage::Kind::unblock;
-      m.name = at(0);
-    } else {
+    const std::optional<TwinMessage> m = parse_twin_message(text);
+    if (!m || m->instance == config.instance) {
       return;
     }
     {
       std::lock_guard lock(mutex);
       ++stats.messages_received;
     }
-    deliver(m);
+    deliver(*m);
   }
 
   void deliver(const TwinMessage& m) {
@@ -858,9 +810,12 @@ void TwinLink::publish_pin(const AffinityEntry& entry) {
 
 void TwinLink::publish_forget(const std::string& cluster, const std::string& key) {
   State& s = *state_;
+  TwinMessage m;
+  m.kind = TwinMessage::Kind::forget;
+  m.affinity.cluster = cluster;
+  m.affinity.key = key;
   s.enqueue(s.write_and_publish(
-      [k = s.affinity_key(cluster, key)]() -> std::vector<Args> { return {{"DEL", k}}; }, "f",
-      fmt::format("{} {}", cluster, hex(key))));
+      [k = s.own_record(m).first]() -> std::vector<Args> { return {{"DEL", k}}; }, m));
 }
 
 void TwinLink::publish_node_state(const std::string& cluster, const std::string& node,
@@ -872,10 +827,10 @@ void TwinLink::publish_node_state(const std::string& cluster, const std::string&
   m.node = node;
   m.state = state;
   s.enqueue(s.write_and_publish(
-      [record = s.own_record(std::move(m))]() -> std::vector<Args> {
+      [record = s.own_record(m)]() -> std::vector<Args> {
         return {{"SET", record.first, record.second}};
       },
-      "n", fmt::format("{} {} {}", cluster, node, state)));
+      m));
 }
 
 void TwinLink::publish_route(const std::string& name, const std::string& target) {
@@ -884,12 +839,11 @@ void TwinLink::publish_route(const std::string& name, const std::string& target)
   m.kind = TwinMessage::Kind::route;
   m.name = name;
   m.target = target;
-  auto [key, value] = s.own_record(std::move(m));
+  auto [key, value] = s.own_record(m);
   Args write =
       target.empty() ? Args{"DEL", std::move(key)} : Args{"SET", std::move(key), std::move(value)};
   s.enqueue(s.write_and_publish(
-      [write = std::move(write)]() -> std::vector<Args> { return {write}; }, "r",
-      target.empty() ? name : fmt::format("{} {}", name, target)));
+      [write = std::move(write)]() -> std::vector<Args> { return {write}; }, m));
 }
 
 void TwinLink::publish_block(const std::string& subject, SystemTime until) {
@@ -899,7 +853,7 @@ void TwinLink::publish_block(const std::string& subject, SystemTime until) {
   m.name = subject;
   m.until = until;
   s.enqueue(s.write_and_publish(
-      [record = s.own_record(std::move(m)), until]() -> std::vector<Args> {
+      [record = s.own_record(m), until]() -> std::vector<Args> {
         Args args{"SET", record.first, record.second};
         if (until != SystemTime{}) {
           const auto left = to_unix(until) - to_unix(std::chrono::system_clock::now());
@@ -910,7 +864,7 @@ void TwinLink::publish_block(const std::string& subject, SystemTime until) {
         }
         return {args};
       },
-      "b", fmt::format("{} {}", subject, to_unix(until))));
+      m));
 }
 
 void TwinLink::publish_unblock(const std::string& subject) {
@@ -919,10 +873,7 @@ void TwinLink::publish_unblock(const std::string& subject) {
   m.kind = TwinMessage::Kind::unblock;
   m.name = subject;
   s.enqueue(s.write_and_publish(
-      [k = s.own_record(std::move(m)).first]() -> std::vector<Args> {
-        return {{"DEL", k}};
-      },
-      "u", subject));
+      [k = s.own_record(m).first]() -> std::vector<Args> { return {{"DEL", k}}; }, m));
 }
 
 void TwinLink::lookup_affinity(const std::string& cluster, const std::string& key,

@@ -14,9 +14,9 @@
 #include <utility>
 #include <vector>
 
-#include "protobalance/state/twin_record.hpp"
-
 namespace pb::state::twin_text {
+
+using SystemTime = std::chrono::system_clock::time_point;
 
 // The version the first word of every value and message holds.
 constexpr int kFormatVersion = 1;

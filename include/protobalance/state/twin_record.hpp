@@ -1,10 +1,11 @@
 #pragma once
 
-// The records the twin link keeps in Redis (twin_link.hpp, "Wire format"), apart from the link:
-// what a record's key and value say, and the key and value a change is written with. Redis is
-// shared, so a record may hold anything; the parser takes any bytes and refuses what is not a
-// record of this format (tests/fuzz/twin_record_fuzz.cpp checks it, and that a parsed record
-// written again parses to the same message).
+// The records the twin link keeps in Redis and the messages it publishes there (twin_link.hpp,
+// "Wire format"), apart from the link: what a record's key and value or a message's text say,
+// and the key, value and text a change is written with. Redis is shared, so a record or a
+// message may hold anything; the parsers take any bytes and refuse what is not of this format
+// (tests/fuzz/twin_record_fuzz.cpp and twin_message_fuzz.cpp check it, and that what parsed,
+// written again, parses to the same message).
 
 #include <chrono>
 #include <cstdint>
@@ -63,5 +64,17 @@ std::string twin_record_key(const TwinMessage& m);
 // block "1 UNTIL INSTANCE". Empty for the changes that delete the record: forget, unblock and a
 // route reset (empty target).
 std::string twin_record_value(const TwinMessage& m);
+
+// The message a text on the twins' channel tells: "1 INSTANCE KIND FIELDS..." (twin_link.hpp,
+// "Wire format"), any kind. Returns nullopt for another version, an unknown kind, a field too
+// few or too many, a client key that is not lower-case hex, a LAST_SEEN that is not a Unix time
+// the system clock can hold or a TTL that is not a whole number. A block's UNTIL that is not
+// such a time counts as 0 (no end), as in a record.
+std::optional<TwinMessage> parse_twin_message(std::string_view text);
+
+// The text `m` is published as, with m.instance as the sender: affinity "a" and pin "p"
+// CLUSTER HEXKEY NODE LAST_SEEN TTL; forget "f" CLUSTER HEXKEY; node_state "n" CLUSTER NODE STATE;
+// route "r" NAME [TARGET] (none: reset); block "b" SUBJECT UNTIL; unblock "u" SUBJECT.
+std::string twin_message_text(const TwinMessage& m);
 
 }  // namespace pb::state

@@ -373,6 +373,38 @@ TEST(TwinLink, StatesRoutesBlocksForgetAndPinReachTheTwins) {
   EXPECT_EQ(lookup(b, "k", 1000ms).status, LookupResult::Status::miss);
 }
 
+TEST(TwinLink, MalformedMessagesOnTheChannelAreIgnored) {
+  // Verifies that texts on the twins' channel that are not messages of the format (another
+  // version, an unknown kind, a field missing, a key that is not hex, a time that is not one) are
+  // neither delivered nor counted, and that the link keeps delivering: a well-formed message
+  // published after them by someone else (here redis-cli) arrives alone, with its fields.
+  test::RedisServer redis;
+  ASSERT_TRUE(redis.ready());
+  Recorder rb;
+  TwinLink b(twin_config(redis, "lb-b"), rb.callbacks());
+  ASSERT_TRUE(eventually([&] { return up(b); }));
+  const auto publish = [&](const std::string& text) {
+    return test::run({"/usr/bin/redis-cli", "-p", std::to_string(redis.port()), "PUBLISH",
+                      "test:events", text})
+        .output;
+  };
+  for (const std::string& text :
+       std::vector<std::string>{"", "2 lb-x n web node1 offline", "1 lb-x z web",
+                                "1 lb-x n web node1", "1 lb-x f web 0g",
+                                "1 lb-x a web 6b node1 soon 60",
+                                "1 lb-x a web 6b node1 1 60 extra", "1 lb-x u"}) {
+    ASSERT_EQ(publish(text), "1\n") << text;  // b is subscribed: one receiver
+  }
+  ASSERT_EQ(publish("1 lb-x n web node1 offline"), "1\n");
+  ASSERT_TRUE(eventually([&] { return rb.count(TwinMessage::Kind::node_state) == 1; }));
+  EXPECT_EQ(b.stats().messages_received, 1u);
+  std::lock_guard lock(rb.mutex);
+  ASSERT_EQ(rb.messages.size(), 1u);
+  EXPECT_EQ(rb.messages[0].instance, "lb-x");
+  EXPECT_EQ(rb.messages[0].cluster + "/" + rb.messages[0].node + "=" + rb.messages[0].state,
+            "web/node1=offline");
+}
+
 // A counter from `redis-cli INFO stats` (e.g. total_connections_received); -1 if not found.
 long redis_stat(const test::RedisServer& redis, const std::string& name) {
   const std::string cmd =

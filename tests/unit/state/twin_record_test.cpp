@@ -173,5 +173,112 @@ TEST(TwinRecord, EmptyMissingOrExtraFieldsAreRefused) {
   EXPECT_EQ(spaced->instance, "lb1");
 }
 
+TEST(TwinMessage, EachKindParsesWithItsFields) {
+  // Verifies that a message of each kind gives the sender and the fields its text says, with a
+  // binary client key from the hex, a route without target as a reset and a block's end.
+  const auto affinity = parse_twin_message("1 lb1 a web 00ff7f alpha 1796000000 3600");
+  ASSERT_TRUE(affinity);
+  EXPECT_EQ(affinity->kind, Kind::affinity);
+  EXPECT_EQ(affinity->instance, "lb1");
+  EXPECT_EQ(affinity->affinity,
+            (AffinityEntry{"web", std::string("\x00\xff\x7f", 3), "alpha", at(1796000000), 3600s}));
+  const auto pin = parse_twin_message("1 lb1 p web 01 beta 1796000000 60");
+  ASSERT_TRUE(pin);
+  EXPECT_EQ(pin->kind, Kind::pin);
+  EXPECT_EQ(pin->affinity.node, "beta");
+  const auto forget = parse_twin_message("1 lb2 f web 01");
+  ASSERT_TRUE(forget);
+  EXPECT_EQ(forget->kind, Kind::forget);
+  EXPECT_EQ(forget->affinity.cluster + "/" + forget->affinity.key, "web/\x01");
+  const auto state = parse_twin_message("1 lb2 n web alpha draining");
+  ASSERT_TRUE(state);
+  EXPECT_EQ(state->kind, Kind::node_state);
+  EXPECT_EQ(state->cluster + "/" + state->node + "=" + state->state, "web/alpha=draining");
+  const auto route = parse_twin_message("1 lb2 r api spare");
+  ASSERT_TRUE(route);
+  EXPECT_EQ(route->kind, Kind::route);
+  EXPECT_EQ(route->name + "->" + route->target, "api->spare");
+  const auto reset = parse_twin_message("1 lb2 r api");
+  ASSERT_TRUE(reset);
+  EXPECT_EQ(reset->target, "");
+  const auto block = parse_twin_message("1 lb2 b 192.0.2.0/24@web 1796000000");
+  ASSERT_TRUE(block);
+  EXPECT_EQ(block->kind, Kind::block);
+  EXPECT_EQ(block->name, "192.0.2.0/24@web");
+  EXPECT_EQ(block->until, at(1796000000));
+  const auto unblock = parse_twin_message("1 lb2 u 192.0.2.0/24@web");
+  ASSERT_TRUE(unblock);
+  EXPECT_EQ(unblock->kind, Kind::unblock);
+  EXPECT_EQ(unblock->name, "192.0.2.0/24@web");
+}
+
+TEST(TwinMessage, WrittenMessagesParseBackToTheSameMessage) {
+  // Verifies that the text the link publishes for each kind parses back to the message.
+  TwinMessage m;
+  m.instance = "lb1";
+  m.affinity = {"web", std::string("\x00 \n\xff", 4), "alpha", at(1796000123), 90s};
+  for (const Kind kind : {Kind::affinity, Kind::pin}) {
+    m.kind = kind;
+    EXPECT_EQ(parse_twin_message(twin_message_text(m)), m) << twin_message_text(m);
+  }
+  EXPECT_EQ(twin_message_text(m), "1 lb1 p web 00200aff alpha 1796000123 90");
+  TwinMessage forget;
+  forget.kind = Kind::forget;
+  forget.instance = "lb1";
+  forget.affinity.cluster = "web";
+  forget.affinity.key = "k";
+  EXPECT_EQ(parse_twin_message(twin_message_text(forget)), forget);
+  TwinMessage state;
+  state.kind = Kind::node_state;
+  state.instance = "lb1";
+  state.cluster = "web";
+  state.node = "alpha";
+  state.state = "offline";
+  EXPECT_EQ(parse_twin_message(twin_message_text(state)), state);
+  TwinMessage route;
+  route.kind = Kind::route;
+  route.instance = "lb1";
+  route.name = "api";
+  route.target = "spare";
+  EXPECT_EQ(parse_twin_message(twin_message_text(route)), route);
+  route.target.clear();
+  EXPECT_EQ(twin_message_text(route), "1 lb1 r api");
+  EXPECT_EQ(parse_twin_message(twin_message_text(route)), route);
+  TwinMessage block;
+  block.kind = Kind::block;
+  block.instance = "lb1";
+  block.name = "2001:db8::/32";
+  EXPECT_EQ(twin_message_text(block), "1 lb1 b 2001:db8::/32 0");
+  EXPECT_EQ(parse_twin_message(twin_message_text(block)), block);
+  block.kind = Kind::unblock;
+  block.until = {};
+  EXPECT_EQ(parse_twin_message(twin_message_text(block)), block);
+}
+
+TEST(TwinMessage, MalformedTextIsRefused) {
+  // Verifies that another version, an unknown kind, a field too few or too many, a client key
+  // that is not lower-case hex and an affinity time or TTL that is not a number give no message;
+  // a block's end that is not a time counts as no end, as in a record.
+  EXPECT_FALSE(parse_twin_message(""));
+  EXPECT_FALSE(parse_twin_message("1 lb1"));
+  EXPECT_FALSE(parse_twin_message("2 lb1 u 192.0.2.7"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 x 192.0.2.7"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 u"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 u 192.0.2.7 extra"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 n web alpha"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 r"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 r api spare extra"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 f web 0F"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 f web 123"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 a web 01 alpha soon 60"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 a web 01 alpha 9223372037 60"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 a web 01 alpha 1796000000 1h"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 a web 01 alpha 1796000000 99999999999999999999"));
+  EXPECT_FALSE(parse_twin_message("1 lb1 p web 01 alpha 1796000000"));
+  const auto block = parse_twin_message("1 lb1 b 192.0.2.7 later");
+  ASSERT_TRUE(block);
+  EXPECT_EQ(block->until, SystemTime{});
+}
+
 }  // namespace
 }  // namespace pb::state
