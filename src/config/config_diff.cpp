@@ -93,7 +93,8 @@ std::vector<std::string> describe_changes(const Config& before, const Config& af
     }
     if (old->algorithm != c.algorithm || old->connect_timeout != c.connect_timeout ||
         old->retry_interval != c.retry_interval || old->idle_timeout != c.idle_timeout ||
-        old->load_rating != c.load_rating || old->hash_key != c.hash_key) {
+        old->load_rating != c.load_rating || old->hash_key != c.hash_key ||
+        old->half_close != c.half_close) {
       changes.push_back(fmt::format("cluster {} settings changed", c.name));
     }
     if (node_health_differs(*old, c)) {

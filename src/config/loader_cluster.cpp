@@ -11,10 +11,10 @@
 namespace pb::config::detail {
 namespace {
 
-constexpr std::array<std::string_view, 13> kClusterKeys{
+constexpr std::array<std::string_view, 14> kClusterKeys{
     "name",        "algorithm",  "connect_timeout", "retry_interval", "idle_timeout",
     "load_rating", "hash_key",   "affinity",        "node",           "health",
-    "agent",       "slow_start", "proxy_protocol"};
+    "agent",       "slow_start", "proxy_protocol",  "half_close"};
 constexpr std::array<std::string_view, 9> kHealthKeys{
     "interval", "timeout", "rise", "fall", "send", "expect", "send_hex", "expect_hex", "port"};
 constexpr std::array<std::string_view, 3> kAgentKeys{"port", "interval", "timeout"};
@@ -98,6 +98,10 @@ void Loader::read_cluster(const toml::table& table) {
       }
     } else if (k == "proxy_protocol") {
       read_proxy_protocol(value, cluster.proxy_protocol);
+    } else if (k == "half_close") {
+      if (const auto v = read_bool(value, k)) {
+        cluster.half_close = *v;
+      }
     } else {
       unknown_key(key, "[[cluster]]", kClusterKeys);
     }

@@ -599,7 +599,7 @@ void Connection::relay() {
     node_slot_.attach(&Connection::on_poll, this);
   }
   relay_.start(client_fd_, node_fd_, client_slot_, node_slot_, worker_.buffers(), worker_.pipes(),
-               true);
+               {.allow_early_close = true, .half_close = route_->cluster->config().half_close});
   after_relay_step();
 }
 

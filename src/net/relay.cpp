@@ -38,7 +38,7 @@ Relay::~Relay() {
 }
 
 void Relay::start(Fd& client, Fd& node, PollSlot& client_slot, PollSlot& node_slot,
-                  BufferPool& buffers, PipePool& pipes, bool allow_early_close) {
+                  BufferPool& buffers, PipePool& pipes, RelayOptions options) {
   buffers_ = &buffers;
   pipes_ = &pipes;
   up_ = Direction{};
@@ -53,7 +53,7 @@ void Relay::start(Fd& client, Fd& node, PollSlot& client_slot, PollSlot& node_sl
   down_.to_slot = &client_slot;
   down_.from_node = true;
   up_.state = down_.state = State::running;
-  allow_early_close_ = allow_early_close;
+  options_ = options;
   consumed_ = false;
   stopping_ = false;
   started_ = true;
@@ -160,7 +160,7 @@ void Relay::pump(Direction& d) {
       d.state = State::waiting_read;
       return;
     }
-    if (d.from_node && allow_early_close_ && !consumed_) {
+    if (d.from_node && options_.allow_early_close && !consumed_) {
       end(d, End::early_close);
     } else if (n < 0) {
       end(d, End::read_error);
@@ -325,9 +325,17 @@ void Relay::end(Direction& d, End how) {
   d.end = how;
   switch (how) {
     case End::eof:
-      // Pass the FIN on. When the other direction has ended already, the relay is over and
-      // closing the socket sends the FIN: one system call less per connection.
-      if (other(d).state != State::ended) d.to->shutdown_send();
+      // When the other direction has ended already, the relay is over and closing the socket
+      // sends the FIN: one system call less per connection.
+      if (other(d).state == State::ended) break;
+      if (d.from_node && !options_.half_close) {
+        // The node's last bytes are delivered (a direction reads again only once it wrote
+        // everything): the client's direction stops, and closing both sockets ends both.
+        stopping_ = true;
+        end_waiting(other(d), End::cut);
+        break;
+      }
+      d.to->shutdown_send();  // pass the FIN on
       break;
     case End::early_close:
       // The client's direction ends without touching the client socket: it stays usable.
@@ -341,18 +349,19 @@ void Relay::end(Direction& d, End how) {
       break;
     case End::none:
     case End::aborted:
+    case End::cut:
       break;
   }
 }
 
-void Relay::end_waiting(Direction& d) {
+void Relay::end_waiting(Direction& d, End how) {
   if (d.state != State::waiting_read && d.state != State::waiting_write &&
       d.state != State::yielding) {
     return;
   }
   give_back(d);
   release_pipe(d, false);
-  end(d, End::aborted);
+  end(d, how);
 }
 
 }  // namespace pb::net

@@ -1,5 +1,6 @@
 // End-to-end tests of the forwarding core: the real protobalance binary between real clients and
 // real backends, all on loopback.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -8,10 +9,9 @@
 #include <future>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "support/backend.hpp"
 #include "support/client.hpp"
+#include "support/eventually.hpp"
 #include "support/process.hpp"
 
 namespace pb::test {
@@ -85,6 +85,42 @@ TEST(Forwarding, NodeHalfCloseStillReceives) {
     std::this_thread::sleep_for(10ms);  // polling the backend's record, bounded by the deadline
   }
   EXPECT_EQ(node.received(), "after the node's FIN");
+}
+
+TEST(Forwarding, WithoutHalfCloseTheNodesEndClosesTheClientConnection) {
+  // Verifies [[cluster]] half_close = false: after the node's greeting and FIN, the client gets
+  // the greeting and the end of stream, and the balancer closes the node's connection without
+  // waiting for the client (which keeps its socket open): what the client sends afterwards
+  // reaches no node.
+  Backend node("n1", BackendMode::greet_then_fin);
+  TempDir dir;
+  auto file = dir.write("pb.toml", R"(
+[service]
+threads = 1
+state_dir = "var"
+[[listener]]
+name = "l"
+listen = "127.0.0.1:0"
+cluster = "c"
+[[cluster]]
+name = "c"
+half_close = false
+[[cluster.node]]
+name = "n1"
+address = ")" + node.address() + R"("
+)");
+  Balancer balancer({"--config", file.string()});
+  Client client(balancer.address("l"));
+  ASSERT_TRUE(client.connected());
+  PeerClose how = PeerClose::timeout;
+  EXPECT_EQ(client.recv_all(in(5s), &how), "n1\n");
+  ASSERT_EQ(how, PeerClose::eof);
+  ASSERT_TRUE(
+      eventually([&] { return node.accepted() == 1 && node.open_connections() == 0; }, in(5s)))
+      << "the node's connection is still open";
+  client.send_all("after the node's FIN");  // may fail: the balancer closed this connection
+  EXPECT_EQ(node.received(), "");
+  EXPECT_EQ(node.accepted(), 1);
 }
 
 TEST(Forwarding, NodeThatSpeaksFirst) {

@@ -408,7 +408,7 @@ http {{
 
     def launch(self, target, backend_port, threads=1, affinity=None, tag="", wrapper=(),
                binary=None, proxy_protocol=None, guards=None, sni=None, twin=None,
-               accept_proxy=False):
+               accept_proxy=False, half_close=None):
         """Starts one proxy instance in front of `backend_port` (not yet waited for), under
         `wrapper` (e.g. a valgrind command line) if given. `binary` replaces the Proto Balance
         binary (the baseline); `proxy_protocol` ("v2") makes the proxy send a PROXY header to
@@ -417,7 +417,8 @@ http {{
         without SNI routes (HAProxy: req.ssl_sni, nginx: ssl_preread; False: the plain
         configuration). `twin` (Proto Balance only) is the port of a Redis on 127.0.0.1 to
         share affinity through ([twin]); `accept_proxy` makes its listener expect a PROXY
-        header in. Returns (proc, port, pids_fn)."""
+        header in; `half_close` (Proto Balance only; True or False) runs it from a config file
+        with that [[cluster]] half_close. Returns (proc, port, pids_fn)."""
         port = free_port()
         d = self.tmp / f"{target}{tag}-{port}"
         d.mkdir()
@@ -465,13 +466,13 @@ stream {{
         elif target == "pb":
             binary = binary or self.binary
             if (affinity is None and proxy_protocol is None and guards is None and sni is None
-                    and twin is None and not accept_proxy):
+                    and twin is None and not accept_proxy and half_close is None):
                 args = [str(binary), "--listen", f"127.0.0.1:{port}",
                         "--node", f"127.0.0.1:{backend_port}", "--threads", str(threads)]
             else:
                 cfg = self.pb_config(d, port, backend_port, threads, affinity, proxy_protocol,
                                      guards=guards, sni=sni, twin=twin,
-                                     accept_proxy=accept_proxy)
+                                     accept_proxy=accept_proxy, half_close=half_close)
                 args = [str(binary), "--config", str(cfg)]
         else:
             raise ValueError(target)
@@ -484,7 +485,7 @@ stream {{
         return proc, port, pids
 
     def pb_config(self, d, port, backend_port, threads, affinity, proxy_protocol=None,
-                  guards=None, sni=None, twin=None, accept_proxy=False):
+                  guards=None, sni=None, twin=None, accept_proxy=False, half_close=None):
         (d / "var").mkdir(exist_ok=True)
         cfg = d / "pb.toml"
         cfg.write_text(f"""[service]
@@ -506,7 +507,7 @@ name = "backend"
 algorithm = "round_robin"
 connect_timeout = "3s"
 idle_timeout = "1h"
-""" + ("""
+""" + (f"half_close = {'true' if half_close else 'false'}\n" if half_close is not None else "") + ("""
 [cluster.affinity]
 enabled = true
 """ if affinity else "") + f"""

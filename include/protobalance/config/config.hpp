@@ -87,6 +87,9 @@ struct ClusterConfig {
   std::optional<AgentConfig> agent;
   Duration slow_start{0};  // 0 = a node back in service takes its full share at once
   ProxyProtocol proxy_protocol = ProxyProtocol::off;  // the nodes' default
+  // A node's end of stream is passed on to the client, who may go on sending (TCP half-close);
+  // false: it closes the client's connection too, once the node's last bytes are delivered.
+  bool half_close = true;
   std::vector<NodeConfig> nodes;
   SourcePos pos;  // of the [[cluster]] table
   SourcePos algorithm_pos;

@@ -45,8 +45,19 @@ struct RelayResult {
 // gives a yielding direction its turn later (yielding() / resume()) and reads the outcome
 // (done() / result()). It calls nothing back: the owner looks at its state after each call.
 //
-// With `allow_early_close`, a node that closes before any byte moved ends the relay with
-// node_closed_early and leaves the client socket untouched, so the owner can try another node.
+// What a relay does when a side ends its stream.
+struct RelayOptions {
+  // A node that closes before any byte moved ends the relay with node_closed_early and leaves
+  // the client socket untouched, so the owner can try another node.
+  bool allow_early_close = false;
+  // Either side's end of stream (FIN) is passed on and the other side may go on sending
+  // (TCP half-close). false: the node's end of stream ends the relay once its last bytes are
+  // delivered (what the client still had for the node is dropped), so that closing both
+  // sockets sends both FINs and the client's own FIN is not waited for; a client's end of
+  // stream is still passed on to the node.
+  bool half_close = true;
+};
+
 class Relay {
  public:
   Relay() = default;
@@ -57,8 +68,8 @@ class Relay {
   // Starts both directions; the sockets' slots must be registered in the worker's poller. A
   // direction whose slot is not marked readable waits for the poller's event before its first
   // read. Everything passed must outlive the relay's run (until done()).
-  void start(Fd& client, Fd& node, PollSlot& client_slot, PollSlot& node_slot,
-             BufferPool& buffers, PipePool& pipes, bool allow_early_close);
+  void start(Fd& client, Fd& node, PollSlot& client_slot, PollSlot& node_slot, BufferPool& buffers,
+             PipePool& pipes, RelayOptions options);
   // The poller has news about one of the relay's sockets.
   void on_poll(const PollSlot& slot);
   // Gives the directions that yielded (yielding()) their turn.
@@ -76,7 +87,8 @@ class Relay {
   RelayResult result() const;
 
  private:
-  enum class End : std::uint8_t { none, eof, read_error, write_error, aborted, early_close };
+  // cut: the direction was ended because the other one's stream ended (half_close false).
+  enum class End : std::uint8_t { none, eof, read_error, write_error, aborted, early_close, cut };
   enum class State : std::uint8_t { idle, running, waiting_read, waiting_write, yielding, ended };
 
   struct Direction {
@@ -113,14 +125,14 @@ class Relay {
   static bool send_some(Direction& d, const std::byte* data, std::size_t size, std::size_t& done);
   void end(Direction& d, End how);
   // Ends a direction that is not in the middle of a step (waiting or yielding).
-  void end_waiting(Direction& d);
+  void end_waiting(Direction& d, End how = End::aborted);
   Direction& other(const Direction& d) { return &d == &up_ ? down_ : up_; }
 
   BufferPool* buffers_ = nullptr;
   PipePool* pipes_ = nullptr;
   Direction up_;    // client -> node
   Direction down_;  // node -> client
-  bool allow_early_close_ = false;
+  RelayOptions options_;
   bool consumed_ = false;  // a byte was read from either side: no fall-over from here on
   bool stopping_ = false;  // a hard error or abort ended one direction: the other ends next
   bool started_ = false;

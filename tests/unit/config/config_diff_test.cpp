@@ -79,9 +79,11 @@ TEST(ConfigDiff, NodeAddedRemovedChanged) {
 }
 
 TEST(ConfigDiff, AlgorithmChange) {
-  // Verifies that another algorithm is reported as the cluster's settings changing.
+  // Verifies that another algorithm, or half_close turned off, is reported as the cluster's
+  // settings changing.
   EXPECT_EQ(diff(base(), base("algorithm = \"least_connections\"\n")),
             Lines{"cluster web settings changed"});
+  EXPECT_EQ(diff(base(), base("half_close = false\n")), Lines{"cluster web settings changed"});
 }
 
 TEST(ConfigDiff, HealthAgentAndSlowStartChanges) {

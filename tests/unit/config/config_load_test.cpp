@@ -433,5 +433,20 @@ TEST(QuickConfig, SpellsEndpointsWhenNoTextIsGiven) {
   EXPECT_EQ(cfg->clusters.at(0).nodes.at(0).address, "10.0.0.1:9001");
 }
 
+TEST(LoadString, HalfCloseIsOnUnlessTheClusterTurnsItOff) {
+  // Verifies [[cluster]] half_close: true when absent, false when set so, and a value that is
+  // not a boolean refused at its position.
+  const std::string head = "[[cluster]]\nname = \"c\"\n";
+  const std::string node = "[[cluster.node]]\nname = \"n\"\naddress = \"127.0.0.1:1\"\n";
+  const LoadResult absent = load(head + node);
+  ASSERT_NE(absent.config, nullptr) << describe(absent);
+  EXPECT_TRUE(absent.config->clusters.at(0).half_close);
+  const LoadResult off = load(head + "half_close = false\n" + node);
+  ASSERT_NE(off.config, nullptr) << describe(off);
+  EXPECT_FALSE(off.config->clusters.at(0).half_close);
+  EXPECT_TRUE(test::single_error(load(head + "half_close = \"no\"\n" + node), 3, 14,
+                                 "half_close must be a boolean (true or false), got string"));
+}
+
 }  // namespace
 }  // namespace pb::config

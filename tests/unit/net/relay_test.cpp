@@ -44,8 +44,8 @@ struct RelayRun {
       EXPECT_TRUE(worker.poller().add(node.end.native_handle(), node_slot));
       client_slot.attach(&RelayRun::on_poll, this);
       node_slot.attach(&RelayRun::on_poll, this);
-      relay.start(client.end, node.end, client_slot, node_slot, worker.buffers(),
-                  worker.pipes(), allow_early_close);
+      relay.start(client.end, node.end, client_slot, node_slot, worker.buffers(), worker.pipes(),
+                  {.allow_early_close = allow_early_close, .half_close = half_close});
       check();
       return 0;
     });
@@ -75,6 +75,7 @@ struct RelayRun {
   }
   bool finished() { return eventually([&] { return done.load(); }); }
 
+  bool half_close = true;  // RelayOptions::half_close, set before start()
   Worker& worker;
   Link client;
   Link node;
@@ -172,6 +173,43 @@ TEST_F(RelayTest, PassesAHalfCloseFromTheNodeWhileTheClientGoesOnSending) {
   EXPECT_EQ(run.result.end, RelayEnd::finished);
   EXPECT_EQ(run.result.bytes_to_node, 4U);
   EXPECT_EQ(run.result.bytes_to_client, 6U);
+}
+
+TEST_F(RelayTest, WithoutHalfCloseTheNodesEndClosesTheClientAfterItsLastBytes) {
+  // Verifies half_close = false: a node that sends its last bytes and its FIN ends the relay
+  // without waiting for the client's FIN (the client reads the bytes, then the end of the
+  // stream, while it has not closed anything itself), and the outcome is an ordinary finish.
+  RelayRun run(worker_);
+  run.half_close = false;
+  run.start(false);
+  asio::write(run.client.peer, asio::buffer(std::string("req")));
+  EXPECT_EQ(read_exactly(run.node.peer, 3), "req");
+  asio::write(run.node.peer, asio::buffer(std::string("reply")));
+  run.node.peer.shutdown(asio::socket_base::shutdown_send);
+  ASSERT_TRUE(run.finished()) << "the relay waited for the client";
+  EXPECT_EQ(read_exactly(run.client.peer, 5), "reply");
+  EXPECT_TRUE(at_eof(run.client.peer));
+  EXPECT_EQ(run.result.end, RelayEnd::finished);
+  EXPECT_EQ(run.result.bytes_to_node, 3U);
+  EXPECT_EQ(run.result.bytes_to_client, 5U);
+}
+
+TEST_F(RelayTest, WithoutHalfCloseTheClientsEndIsStillPassedOn) {
+  // Verifies that half_close = false concerns the node's end only: a client that sends its
+  // request and its FIN still gets the answer the node sends after reading that FIN.
+  RelayRun run(worker_);
+  run.half_close = false;
+  run.start(false);
+  asio::write(run.client.peer, asio::buffer(std::string("query")));
+  run.client.peer.shutdown(asio::socket_base::shutdown_send);
+  EXPECT_EQ(read_exactly(run.node.peer, 5), "query");
+  EXPECT_TRUE(at_eof(run.node.peer)) << "the client's FIN was not passed on";
+  asio::write(run.node.peer, asio::buffer(std::string("answer")));
+  run.node.peer.shutdown(asio::socket_base::shutdown_send);
+  EXPECT_EQ(read_exactly(run.client.peer, 6), "answer");
+  EXPECT_TRUE(at_eof(run.client.peer));
+  ASSERT_TRUE(run.finished());
+  EXPECT_EQ(run.result.end, RelayEnd::finished);
 }
 
 TEST_F(RelayTest, HoldsBackWithAStalledReaderAndSplicesABulkTransferIntact) {
