@@ -4,7 +4,6 @@
 // sanitizer report, no exception (one escaping aborts); and for a text that parses: the sender
 // and kind are the text's second and third words, and the message written again with
 // twin_message_text parses to the same message, whose text is the same again.
-#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,27 +12,13 @@
 #include <vector>
 
 #include "protobalance/state/twin_record.hpp"
+#include "words.hpp"
 
 namespace {
 
+using pb::fuzz::check;
+using pb::fuzz::words_of;
 using pb::state::TwinMessage;
-
-// The text's words, split here independently of the parser: at runs of white space.
-std::vector<std::string_view> words_of(std::string_view text) {
-  std::vector<std::string_view> words;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i])) != 0) ++i;
-    const std::size_t start = i;
-    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i])) == 0) ++i;
-    if (i > start) words.push_back(text.substr(start, i - start));
-  }
-  return words;
-}
-
-void check(bool holds) {
-  if (!holds) std::abort();
-}
 
 std::string_view letter(TwinMessage::Kind kind) {
   switch (kind) {

@@ -8,7 +8,6 @@
 // (the kind is the key's letter, the key written again is the key read, the words of the value
 // are the state, target or node and the instance), and the record written again with
 // twin_record_value parses to the same message.
-#include <cctype>
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
@@ -18,27 +17,13 @@
 #include <vector>
 
 #include "protobalance/state/twin_record.hpp"
+#include "words.hpp"
 
 namespace {
 
+using pb::fuzz::check;
+using pb::fuzz::words_of;
 using pb::state::TwinMessage;
-
-// The value's words, split here independently of the parser: at runs of white space.
-std::vector<std::string_view> words_of(std::string_view text) {
-  std::vector<std::string_view> words;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i])) != 0) ++i;
-    const std::size_t start = i;
-    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i])) == 0) ++i;
-    if (i > start) words.push_back(text.substr(start, i - start));
-  }
-  return words;
-}
-
-void check(bool holds) {
-  if (!holds) std::abort();
-}
 
 }  // namespace
 
