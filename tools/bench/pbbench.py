@@ -417,8 +417,9 @@ http {{
         without SNI routes (HAProxy: req.ssl_sni, nginx: ssl_preread; False: the plain
         configuration). `twin` (Proto Balance only) is the port of a Redis on 127.0.0.1 to
         share affinity through ([twin]); `accept_proxy` makes its listener expect a PROXY
-        header in; `half_close` (Proto Balance only; True or False) runs it from a config file
-        with that [[cluster]] half_close. Returns (proc, port, pids_fn)."""
+        header in; `half_close` (True or False) runs Proto Balance from a config file with that
+        [[cluster]] half_close, and nginx with `proxy_half_close on` (True). Returns
+        (proc, port, pids_fn)."""
         port = free_port()
         d = self.tmp / f"{target}{tag}-{port}"
         d.mkdir()
@@ -459,7 +460,7 @@ stream {{
        f"    proxy_pass 127.0.0.1:{backend_port};\n") + """
     proxy_connect_timeout 5s;
     proxy_timeout 1h;
-  }
+""" + ("    proxy_half_close on;\n" if half_close else "") + """  }
 }
 """)
             args = ["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")]
