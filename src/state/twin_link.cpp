@@ -12,15 +12,29 @@
 namespace pb::state {
 namespace twin_redis {
 
-Reply command(redisContext* c, const Args& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lengths.push_back(a.size());
+namespace {
+
+// The argument arrays of hiredis's *Argv calls, pointing into `args` (which must outlive them).
+struct Argv {
+  explicit Argv(const Args& args) {
+    pointers.reserve(args.size());
+    lengths.reserve(args.size());
+    for (const std::string& a : args) {
+      pointers.push_back(a.data());
+      lengths.push_back(a.size());
+    }
   }
+  int count() const { return static_cast<int>(pointers.size()); }
+  std::vector<const char*> pointers;
+  std::vector<std::size_t> lengths;
+};
+
+}  // namespace
+
+Reply command(redisContext* c, const Args& args) {
+  Argv argv(args);
   return Reply(static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data())));
+      redisCommandArgv(c, argv.count(), argv.pointers.data(), argv.lengths.data())));
 }
 
 std::string reply_text(const redisReply* r) {
@@ -28,15 +42,8 @@ std::string reply_text(const redisReply* r) {
 }
 
 void append(redisContext* c, const Args& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  argv.reserve(args.size());
-  lengths.reserve(args.size());
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lengths.push_back(a.size());
-  }
-  redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data());
+  Argv argv(args);
+  redisAppendCommandArgv(c, argv.count(), argv.pointers.data(), argv.lengths.data());
 }
 
 Reply next_reply(redisContext* c) {
